@@ -1,0 +1,1 @@
+//! Supervises k3s bound to the tunnel.

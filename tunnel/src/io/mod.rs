@@ -1,0 +1,60 @@
+//! Batch-shaped I/O: the device only ever sees these traits.
+//!
+//! Every call moves many packets ([`Batch`]); implementations hide offloads (TUN
+//! IFF_VNET_HDR/TSO, UDP GSO/GRO, recvmmsg/sendmmsg) behind the same plain data.
+//! Receives block for at most a short poll interval and return `Ok(0)` on timeout, so the
+//! device threads can notice shutdown without signals.
+
+mod batch;
+pub mod fake;
+
+pub use batch::{Batch, Entry, NO_ADDR};
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a blocking receive waits before returning `Ok(0)`.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The tunnel side: IP packets to and from the kernel (or a fake).
+pub trait TunIo: Send + Sync {
+    /// Appends received IP packets to `batch` (which the caller has cleared); returns how
+    /// many. `Ok(0)` after [`POLL_INTERVAL`] without traffic.
+    fn recv(&self, batch: &mut Batch) -> io::Result<usize>;
+    /// Writes every packet of `batch` to the tunnel.
+    fn send(&self, batch: &Batch) -> io::Result<()>;
+    /// The tunnel MTU as currently configured.
+    fn mtu(&self) -> usize;
+    /// `false` once the underlying device is gone (the daemon should exit).
+    fn is_alive(&self) -> bool {
+        true
+    }
+}
+
+/// The network side: WireGuard datagrams to and from peers.
+pub trait UdpIo: Send + Sync {
+    /// Appends received datagrams (with their source address) to `batch`.
+    fn recv(&self, batch: &mut Batch) -> io::Result<usize>;
+    /// Sends every datagram of `batch` to the address stored with it.
+    fn send(&self, batch: &Batch) -> io::Result<()>;
+    /// The bound port (useful when bound to port 0).
+    fn local_port(&self) -> u16;
+}
+
+/// Opens UDP sockets: the device rebinds when `listen_port` or `fwmark` changes.
+pub trait UdpBinder: Send + Sync {
+    fn bind(&self, port: u16, fwmark: u32) -> io::Result<Arc<dyn UdpIo>>;
+}
+
+/// Normalises an IPv4-mapped IPv6 address (from a dual-stack socket) to plain IPv4.
+pub fn canonical_addr(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => addr,
+        },
+        v4 => v4,
+    }
+}

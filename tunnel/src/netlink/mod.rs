@@ -1,0 +1,1 @@
+//! Interface addresses, routes, MTU and link state over rtnetlink.

@@ -1,0 +1,192 @@
+//! Longest-prefix match from IP address to a value (a peer id), IPv4 and IPv6.
+//!
+//! A binary trie per family, one node per prefix bit on the path: lookups walk at most 32 or
+//! 128 nodes without allocating. The table is rebuilt only on configuration changes.
+
+use std::net::IpAddr;
+
+use super::IpNet;
+
+#[derive(Debug, Clone)]
+struct Node<T> {
+    children: [Option<u32>; 2],
+    value: Option<T>,
+}
+
+#[derive(Debug, Clone)]
+struct Trie<T> {
+    nodes: Vec<Node<T>>,
+}
+
+impl<T: Clone + PartialEq> Trie<T> {
+    fn new() -> Self {
+        Self { nodes: vec![Node { children: [None, None], value: None }] }
+    }
+
+    fn insert(&mut self, key: u128, bits: u8, width: u8, value: T) -> Option<T> {
+        let mut at = 0usize;
+        for i in 0..bits {
+            let bit = ((key >> (width - 1 - i)) & 1) as usize;
+            at = match self.nodes[at].children[bit] {
+                Some(next) => next as usize,
+                None => {
+                    let next = self.nodes.len();
+                    self.nodes.push(Node { children: [None, None], value: None });
+                    self.nodes[at].children[bit] = Some(next as u32);
+                    next
+                }
+            };
+        }
+        self.nodes[at].value.replace(value)
+    }
+
+    fn remove(&mut self, key: u128, bits: u8, width: u8) -> Option<T> {
+        let mut at = 0usize;
+        for i in 0..bits {
+            let bit = ((key >> (width - 1 - i)) & 1) as usize;
+            at = self.nodes[at].children[bit]? as usize;
+        }
+        self.nodes[at].value.take()
+    }
+
+    fn lookup(&self, key: u128, width: u8) -> Option<&T> {
+        let mut at = 0usize;
+        let mut best = self.nodes[0].value.as_ref();
+        for i in 0..width {
+            let bit = ((key >> (width - 1 - i)) & 1) as usize;
+            match self.nodes[at].children[bit] {
+                Some(next) => at = next as usize,
+                None => break,
+            }
+            if let Some(v) = self.nodes[at].value.as_ref() {
+                best = Some(v);
+            }
+        }
+        best
+    }
+
+    fn walk(&self, width: u8, mut f: impl FnMut(u128, u8, &T)) {
+        let mut stack = vec![(0usize, 0u128, 0u8)];
+        while let Some((at, key, depth)) = stack.pop() {
+            if let Some(v) = &self.nodes[at].value {
+                f(key, depth, v);
+            }
+            for bit in [1usize, 0] {
+                if let Some(next) = self.nodes[at].children[bit] {
+                    let k = key | ((bit as u128) << (width - 1 - depth));
+                    stack.push((next as usize, k, depth + 1));
+                }
+            }
+        }
+    }
+}
+
+/// Allowed-IPs table: each prefix belongs to exactly one value; inserting a prefix that
+/// another value holds moves it (as WireGuard does).
+#[derive(Debug, Clone)]
+pub struct AllowedIps<T> {
+    v4: Trie<T>,
+    v6: Trie<T>,
+}
+
+impl<T: Clone + PartialEq> Default for AllowedIps<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Clone + PartialEq> AllowedIps<T> {
+    pub fn new() -> Self {
+        Self { v4: Trie::new(), v6: Trie::new() }
+    }
+
+    /// Maps `net` (host bits ignored) to `value`; returns the previous owner.
+    pub fn insert(&mut self, net: IpNet, value: T) -> Option<T> {
+        let net = net.network();
+        match net.addr() {
+            IpAddr::V4(a) => self.v4.insert(u128::from(u32::from(a)), net.prefix(), 32, value),
+            IpAddr::V6(a) => self.v6.insert(u128::from(a), net.prefix(), 128, value),
+        }
+    }
+
+    pub fn remove(&mut self, net: IpNet) -> Option<T> {
+        let net = net.network();
+        match net.addr() {
+            IpAddr::V4(a) => self.v4.remove(u128::from(u32::from(a)), net.prefix(), 32),
+            IpAddr::V6(a) => self.v6.remove(u128::from(a), net.prefix(), 128),
+        }
+    }
+
+    /// Removes every prefix that maps to `value`.
+    pub fn remove_value(&mut self, value: &T) {
+        for net in self.prefixes_of(value) {
+            self.remove(net);
+        }
+    }
+
+    #[inline]
+    pub fn lookup(&self, ip: IpAddr) -> Option<&T> {
+        match ip {
+            IpAddr::V4(a) => self.v4.lookup(u128::from(u32::from(a)), 32),
+            IpAddr::V6(a) => self.v6.lookup(u128::from(a), 128),
+        }
+    }
+
+    /// Every prefix held by `value`, IPv4 first.
+    pub fn prefixes_of(&self, value: &T) -> Vec<IpNet> {
+        let mut out = Vec::new();
+        self.v4.walk(32, |k, bits, v| {
+            if v == value {
+                let addr = std::net::Ipv4Addr::from(k as u32);
+                out.push(IpNet::new(addr.into(), bits).expect("depth <= 32"));
+            }
+        });
+        self.v6.walk(128, |k, bits, v| {
+            if v == value {
+                out.push(IpNet::new(std::net::Ipv6Addr::from(k).into(), bits).expect("depth <= 128"));
+            }
+        });
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn longest_prefix_wins() {
+        let mut t = AllowedIps::new();
+        t.insert(net("10.0.0.0/8"), 1);
+        t.insert(net("10.8.0.0/24"), 2);
+        t.insert(net("10.8.0.7/32"), 3);
+        t.insert(net("fd00::/8"), 4);
+        t.insert(net("fd00:1::/32"), 5);
+        assert_eq!(t.lookup("10.1.1.1".parse().unwrap()), Some(&1));
+        assert_eq!(t.lookup("10.8.0.1".parse().unwrap()), Some(&2));
+        assert_eq!(t.lookup("10.8.0.7".parse().unwrap()), Some(&3));
+        assert_eq!(t.lookup("11.0.0.1".parse().unwrap()), None);
+        assert_eq!(t.lookup("fd00:1::9".parse().unwrap()), Some(&5));
+        assert_eq!(t.lookup("fd00:2::9".parse().unwrap()), Some(&4));
+        assert_eq!(t.lookup("::1".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn default_route_and_moves() {
+        let mut t = AllowedIps::new();
+        t.insert(net("0.0.0.0/0"), 1);
+        assert_eq!(t.lookup("8.8.8.8".parse().unwrap()), Some(&1));
+        assert_eq!(t.insert(net("10.8.0.0/24"), 1), None);
+        assert_eq!(t.insert(net("10.8.0.0/24"), 2), Some(1));
+        assert_eq!(t.prefixes_of(&1), vec![net("0.0.0.0/0")]);
+        assert_eq!(t.prefixes_of(&2), vec![net("10.8.0.0/24")]);
+        t.remove_value(&2);
+        assert_eq!(t.lookup("10.8.0.1".parse().unwrap()), Some(&1));
+        assert_eq!(t.remove(net("0.0.0.0/0")), Some(1));
+        assert_eq!(t.lookup("10.8.0.1".parse().unwrap()), None);
+    }
+}

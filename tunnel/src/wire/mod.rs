@@ -1,0 +1,1 @@
+//! Checked, zero-copy views of untrusted bytes.

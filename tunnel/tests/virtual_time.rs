@@ -1,0 +1,1 @@
+//! Protocol core in virtual time (run with --features virtual-time).
