@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod device;
+pub mod interface;
 pub mod io;
 pub mod key;
 pub mod netlink;

@@ -1,1 +1,198 @@
-//! The threads that move packet batches between I/O and the protocol core.
+//! A running WireGuard device: the protocol [`Core`] driven by three threads.
+//!
+//! Pipelines (each a plain OS thread with blocking batch I/O; see `tx.rs`, `rx.rs`):
+//! 1. tx: TUN → read a batch → per packet: route lookup, encrypt into the UDP batch → send
+//!    the batch (GSO where the socket supports it).
+//! 2. rx: UDP → read a batch (GRO where supported) → per datagram: find the peer, decrypt into
+//!    the TUN batch, protocol replies into a UDP batch → write both batches.
+//! 3. timers: every `TICK_INTERVAL`, session timers and keepalives → UDP batch → send.
+//!
+//! Locks: the core sits in one `RwLock`. The data threads hold it for reading for one batch;
+//! a UAPI `set` takes it for writing between batches. Per-peer session state has its own
+//! mutex inside the core, so tx and rx can encrypt and decrypt at the same time. Per-peer
+//! packet order is kept because each direction is one thread.
+
+mod rx;
+mod timers;
+mod tx;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::io::{TunIo, UdpBinder, UdpIo};
+use crate::key::PublicKey;
+use crate::proto::{Core, Counters, CountersSnapshot};
+use crate::uapi::model::SetError;
+use crate::uapi::{DeviceSnapshot, DeviceUpdate, UapiDevice};
+
+/// Packets per batch and arena bytes per batch (room for TSO/GRO super-packets split up).
+pub(crate) const BATCH_PACKETS: usize = 128;
+pub(crate) const BATCH_BYTES: usize = 256 * 1024;
+
+/// Why a device stopped on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceExit {
+    /// The TUN went away (`ip link del`) or failed.
+    TunGone,
+    /// [`Device::stop`] was called.
+    Stopped,
+}
+
+pub struct Device {
+    core: RwLock<Core>,
+    counters: Arc<Counters>,
+    tun: Arc<dyn TunIo>,
+    binder: Arc<dyn UdpBinder>,
+    // The current socket; replaced on a port change, `udp_generation` tells the rx thread.
+    udp: RwLock<Arc<dyn UdpIo>>,
+    udp_generation: AtomicU64,
+    // Lifecycle, guarded by `exit`.
+    stop: AtomicBool,
+    exit: Mutex<Option<DeviceExit>>,
+    exited: Condvar,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Device {
+    /// Binds a UDP socket (random port until configured) and starts the threads.
+    pub fn start(tun: Arc<dyn TunIo>, binder: Arc<dyn UdpBinder>) -> std::io::Result<Arc<Device>> {
+        let udp = binder.bind(0, 0)?;
+        let mut core = Core::new();
+        core.apply(DeviceUpdate { listen_port: Some(udp.local_port()), ..Default::default() })
+            .map_err(|e| std::io::Error::other(e.message))?;
+        let device = Arc::new(Device {
+            counters: core.counters().clone(),
+            core: RwLock::new(core),
+            tun,
+            binder,
+            udp: RwLock::new(udp),
+            udp_generation: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            exit: Mutex::new(None),
+            exited: Condvar::new(),
+            threads: Mutex::new(Vec::new()),
+        });
+        let spawn = |name: &str, f: fn(Arc<Device>)| {
+            let d = device.clone();
+            std::thread::Builder::new().name(name.into()).spawn(move || f(d))
+        };
+        let handles = vec![
+            spawn("ew-tx", tx::run)?,
+            spawn("ew-rx", rx::run)?,
+            spawn("ew-timers", timers::run)?,
+        ];
+        *device.threads.lock() = handles;
+        Ok(device)
+    }
+
+    /// Drop counters (packets refused and why).
+    pub fn counters(&self) -> CountersSnapshot {
+        self.counters.snapshot()
+    }
+
+    pub fn listen_port(&self) -> u16 {
+        self.udp.read().local_port()
+    }
+
+    pub fn last_handshake(&self, peer: &PublicKey) -> Option<SystemTime> {
+        self.get().peers.into_iter().find(|p| &p.public_key == peer)?.last_handshake
+    }
+
+    /// Asks the threads to stop; returns at once.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.finish(DeviceExit::Stopped);
+    }
+
+    /// Stops and joins the threads.
+    pub fn shutdown(&self) {
+        self.stop();
+        let handles = std::mem::take(&mut *self.threads.lock());
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+
+    /// Waits until the device stops on its own or is stopped; `None` on timeout.
+    pub fn wait(&self, timeout: Option<Duration>) -> Option<DeviceExit> {
+        let mut exit = self.exit.lock();
+        let deadline = timeout.map(|t| Instant::now() + t);
+        while exit.is_none() {
+            match deadline {
+                Some(d) => {
+                    if self.exited.wait_until(&mut exit, d).timed_out() {
+                        break;
+                    }
+                }
+                None => self.exited.wait(&mut exit),
+            }
+        }
+        *exit
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn finish(&self, why: DeviceExit) {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut exit = self.exit.lock();
+        if exit.is_none() {
+            *exit = Some(why);
+        }
+        self.exited.notify_all();
+    }
+
+    pub(crate) fn socket(&self) -> Arc<dyn UdpIo> {
+        self.udp.read().clone()
+    }
+}
+
+impl UapiDevice for Device {
+    fn get(&self) -> DeviceSnapshot {
+        let mut snap = self.core.read().snapshot(SystemTime::now());
+        snap.listen_port = self.listen_port();
+        snap
+    }
+
+    fn set(&self, mut update: DeviceUpdate) -> Result<(), SetError> {
+        let mut core = self.core.write();
+        core.validate(&update)?;
+        // Bind a new socket before changing anything, so a busy port refuses the whole set.
+        let current = self.udp.read().clone();
+        let new_socket = match update.listen_port {
+            Some(port) if port != 0 && port != current.local_port() => Some(
+                self.binder
+                    .bind(port, update.fwmark.unwrap_or(core.fwmark()))
+                    .map_err(|e| SetError::port_in_use(format!("cannot listen on UDP port {port}: {e}")))?,
+            ),
+            _ => None,
+        };
+        if let Some(mark) = update.fwmark {
+            if new_socket.is_none() && mark != core.fwmark() {
+                current.set_fwmark(mark).map_err(|e| SetError::io(format!("cannot set fwmark {mark:#x}: {e}")))?;
+            }
+        }
+        if let Some(sock) = &new_socket {
+            update.listen_port = Some(sock.local_port());
+        } else if update.listen_port.is_some() {
+            update.listen_port = Some(current.local_port());
+        }
+        core.apply(update)?;
+        if let Some(sock) = new_socket {
+            *self.udp.write() = sock;
+            self.udp_generation.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}

@@ -41,6 +41,10 @@ pub trait UdpIo: Send + Sync {
     fn send(&self, batch: &Batch) -> io::Result<()>;
     /// The bound port (useful when bound to port 0).
     fn local_port(&self) -> u16;
+    /// Changes the socket's firewall mark (SO_MARK); 0 clears it.
+    fn set_fwmark(&self, _mark: u32) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Opens UDP sockets: the device rebinds when `listen_port` or `fwmark` changes.

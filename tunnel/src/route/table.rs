@@ -49,6 +49,15 @@ impl<T: Clone + PartialEq> Trie<T> {
         self.nodes[at].value.take()
     }
 
+    fn exact(&self, key: u128, bits: u8, width: u8) -> Option<&T> {
+        let mut at = 0usize;
+        for i in 0..bits {
+            let bit = ((key >> (width - 1 - i)) & 1) as usize;
+            at = self.nodes[at].children[bit]? as usize;
+        }
+        self.nodes[at].value.as_ref()
+    }
+
     fn lookup(&self, key: u128, width: u8) -> Option<&T> {
         let mut at = 0usize;
         let mut best = self.nodes[0].value.as_ref();
@@ -129,6 +138,15 @@ impl<T: Clone + PartialEq> AllowedIps<T> {
         match ip {
             IpAddr::V4(a) => self.v4.lookup(u128::from(u32::from(a)), 32),
             IpAddr::V6(a) => self.v6.lookup(u128::from(a), 128),
+        }
+    }
+
+    /// The value stored for exactly this prefix (not a covering one).
+    pub fn lookup_exact(&self, net: IpNet) -> Option<&T> {
+        let net = net.network();
+        match net.addr() {
+            IpAddr::V4(a) => self.v4.exact(u128::from(u32::from(a)), net.prefix(), 32),
+            IpAddr::V6(a) => self.v6.exact(u128::from(a), net.prefix(), 128),
         }
     }
 

@@ -1,0 +1,20 @@
+//! The timer thread: every `TICK_INTERVAL`, run session timers and keepalives.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::tx::send_batch;
+use super::Device;
+use crate::io::Batch;
+use crate::proto::TICK_INTERVAL;
+
+pub(super) fn run(device: Arc<Device>) {
+    let mut to_net = Batch::new(256, 256 * 1024);
+    while !device.stopping() {
+        std::thread::sleep(TICK_INTERVAL);
+        to_net.clear();
+        let socket = device.socket();
+        device.core.read().tick(Instant::now(), &mut to_net);
+        send_batch(&*socket, &to_net);
+    }
+}
