@@ -34,9 +34,25 @@ enum Command {
     Kubeconfig(cli::k3s::KubeconfigArgs),
 }
 
+/// Invoked through a link named `edgewire-go` (or `wireguard-go`), edgewire is a drop-in
+/// wireguard-go: `WG_QUICK_USERSPACE_IMPLEMENTATION=edgewire-go wg-quick up wg0` works.
+fn args() -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let invoked_as = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_owned();
+    if matches!(invoked_as.as_str(), "edgewire-go" | "wireguard-go") {
+        args.insert(1, "tun".into());
+    }
+    args
+}
+
 fn main() -> anyhow::Result<()> {
     cli::init_logging();
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(args());
     match cli.command {
         Command::Genkey => cli::keys::genkey(),
         Command::Genpsk => cli::keys::genpsk(),

@@ -2,6 +2,7 @@
 
 pub mod k3s;
 pub mod keys;
+pub mod signals;
 pub mod tun;
 pub mod up;
 
@@ -10,4 +11,23 @@ pub fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// Tells systemd (Type=notify) that we are ready, if it is listening.
+pub fn notify_ready(status: &str) {
+    if let Some(path) = std::env::var_os("NOTIFY_SOCKET") {
+        let msg = format!("READY=1\nSTATUS={status}\n");
+        let sock = match std::os::unix::net::UnixDatagram::unbound() {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+        let bytes = path.as_encoded_bytes();
+        let _ = if let Some(abstract_name) = bytes.strip_prefix(b"@") {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)
+                .and_then(|a| sock.send_to_addr(msg.as_bytes(), &a))
+        } else {
+            sock.send_to(msg.as_bytes(), &path)
+        };
+    }
 }

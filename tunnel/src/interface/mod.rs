@@ -19,6 +19,8 @@ pub struct UpOptions {
     pub socket_dir: Option<PathBuf>,
     /// Skip the interface hooks (PreUp/PostUp/PreDown/PostDown).
     pub no_hooks: bool,
+    /// The file the configuration came from; needed for `SaveConfig = true`.
+    pub config_path: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,11 @@ impl Interface {
         Err(UpError::Invalid("not implemented yet".into()))
     }
 
+    pub fn bare(name: &str, opts: UpOptions) -> Result<Interface, UpError> {
+        let _ = (name, opts);
+        Err(UpError::Invalid("not implemented yet".into()))
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -79,4 +86,10 @@ impl Interface {
     pub fn down(self) -> Result<(), UpError> {
         Ok(())
     }
+}
+
+/// The interface name wg-quick derives from a config path (`/etc/wireguard/wg0.conf` → `wg0`).
+pub fn name_from_path(path: &std::path::Path) -> Option<String> {
+    let stem = path.file_stem()?.to_str()?;
+    (path.extension()? == "conf").then(|| stem.to_owned())
 }
