@@ -14,23 +14,56 @@ pub const NO_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPE
 
 /// Packets appended back to back in `arena`: a sender may hand consecutive same-size
 /// entries to the kernel as one GSO super-datagram.
+///
+/// Optional per-packet room ([`Batch::with_room`]): `headroom` free bytes are left before
+/// and `tailroom` after every packet written through [`Batch::spare`]/[`Batch::commit`]
+/// (the TUN reader uses this), so the device can encrypt in place, prepending the WireGuard
+/// header and appending the tag without a copy. With no room the packets are contiguous.
 #[derive(Debug)]
 pub struct Batch {
     arena: Vec<u8>,
     used: usize,
     entries: Vec<Entry>,
     max_entries: usize,
+    headroom: usize,
+    tailroom: usize,
 }
 
 impl Batch {
     /// Room for `max_entries` packets and `arena_bytes` of payload in total.
     pub fn new(max_entries: usize, arena_bytes: usize) -> Self {
+        Self::with_room(max_entries, arena_bytes, 0, 0)
+    }
+
+    /// Like [`Batch::new`], leaving `headroom` bytes before and `tailroom` bytes after every
+    /// packet appended with [`Batch::spare`]/[`Batch::commit`]/[`Batch::push`].
+    pub fn with_room(max_entries: usize, arena_bytes: usize, headroom: usize, tailroom: usize) -> Self {
         Self {
             arena: vec![0; arena_bytes],
             used: 0,
             entries: Vec::with_capacity(max_entries),
             max_entries,
+            headroom,
+            tailroom,
         }
+    }
+
+    pub fn headroom(&self) -> usize {
+        self.headroom
+    }
+
+    pub fn tailroom(&self) -> usize {
+        self.tailroom
+    }
+
+    /// Entry `i` widened by the room around it (clamped to the arena): for in-place
+    /// encryption. Returns the slice and where the packet starts inside it.
+    pub fn packet_room_mut(&mut self, i: usize) -> Option<(&mut [u8], usize)> {
+        let e = *self.entries.get(i)?;
+        let start = e.offset.saturating_sub(self.headroom);
+        let end = (e.offset + e.len + self.tailroom).min(self.arena.len());
+        let slice = self.arena.get_mut(start..end)?;
+        Some((slice, e.offset - start))
     }
 
     pub fn clear(&mut self) {
@@ -52,7 +85,8 @@ impl Batch {
 
     /// No room for another packet of `len` bytes.
     pub fn is_full(&self, len: usize) -> bool {
-        self.entries.len() >= self.max_entries || self.arena.len() - self.used < len
+        self.entries.len() >= self.max_entries
+            || self.arena.len() - self.used < self.headroom + len + self.tailroom
     }
 
     pub fn entries(&self) -> &[Entry] {
@@ -85,17 +119,21 @@ impl Batch {
     /// The free tail of the arena, to write the next packet into before [`Batch::commit`].
     /// `None` when the batch is full.
     pub fn spare(&mut self) -> Option<&mut [u8]> {
-        if self.entries.len() >= self.max_entries || self.used >= self.arena.len() {
+        let start = self.used + self.headroom;
+        let end = self.arena.len().saturating_sub(self.tailroom);
+        if self.entries.len() >= self.max_entries || start >= end {
             return None;
         }
-        Some(&mut self.arena[self.used..])
+        Some(&mut self.arena[start..end])
     }
 
     /// Records the first `len` bytes of [`Batch::spare`] as the next packet.
     pub fn commit(&mut self, len: usize, addr: SocketAddr) {
-        let len = len.min(self.arena.len() - self.used);
-        self.entries.push(Entry { offset: self.used, len, addr });
-        self.used += len;
+        let start = self.used + self.headroom;
+        let end = self.arena.len().saturating_sub(self.tailroom);
+        let len = len.min(end.saturating_sub(start));
+        self.entries.push(Entry { offset: start, len, addr });
+        self.used = (start + len + self.tailroom).min(self.arena.len());
     }
 
     /// Copies `packet` in as the next entry; `false` if it does not fit.
@@ -112,6 +150,8 @@ impl Batch {
 
     /// Raw access for receivers that fill the arena themselves (recvmmsg, GRO splitting).
     /// They must only record entries inside the arena; readers never panic either way.
+    /// `used` is the end of the last packet's tailroom: the next packet starts at
+    /// `used + headroom()`.
     pub fn raw_parts(&mut self) -> (&mut [u8], &mut usize, &mut Vec<Entry>) {
         (&mut self.arena, &mut self.used, &mut self.entries)
     }
@@ -135,5 +175,23 @@ mod tests {
         b.clear();
         assert!(!b.push(&[0; 11], NO_ADDR));
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn room_is_left_around_packets() {
+        let mut b = Batch::with_room(4, 32, 4, 2);
+        assert!(b.push(b"abc", NO_ADDR));
+        assert!(b.push(b"defg", NO_ADDR));
+        assert_eq!(b.entries()[0].offset, 4);
+        assert_eq!(b.entries()[1].offset, 4 + 3 + 2 + 4);
+        assert_eq!(b.packet(1), b"defg");
+        let (room, at) = b.packet_room_mut(1).unwrap();
+        assert_eq!((room.len(), at), (4 + 4 + 2, 4));
+        // 32 - 19 = 13 left: 4 head + 7 payload + 2 tail.
+        assert_eq!(b.spare().map(|s| s.len()), Some(7));
+        assert!(b.is_full(8));
+        assert!(!b.push(&[0; 8], NO_ADDR));
+        assert!(b.push(&[0; 7], NO_ADDR));
+        assert!(b.spare().is_none());
     }
 }

@@ -7,8 +7,11 @@
 
 mod batch;
 pub mod fake;
+pub mod offload;
+pub mod offload_gro;
 
 pub use batch::{Batch, Entry, NO_ADDR};
+pub use offload::Offload;
 
 use std::io;
 use std::net::SocketAddr;
