@@ -20,7 +20,11 @@ pub fn genpsk() -> anyhow::Result<()> {
 pub fn pubkey() -> anyhow::Result<()> {
     let mut input = Vec::new();
     // A key is 44 bytes; anything much longer is not a key, and need not be read whole.
-    std::io::stdin().lock().take(4096).read_to_end(&mut input).context("cannot read stdin")?;
+    std::io::stdin()
+        .lock()
+        .take(4096)
+        .read_to_end(&mut input)
+        .context("cannot read stdin")?;
     let text = std::str::from_utf8(&input).map_err(|_| anyhow::anyhow!(BAD_KEY))?;
     let key = PrivateKey::from_base64(text.trim()).map_err(|_| anyhow::anyhow!(BAD_KEY))?;
     print_line(&key.public_key().to_base64())
@@ -38,7 +42,9 @@ fn print_secret(line: &str) -> anyhow::Result<()> {
 
 fn print_line(line: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}").and_then(|()| out.flush()).context("cannot write to stdout")
+    writeln!(out, "{line}")
+        .and_then(|()| out.flush())
+        .context("cannot write to stdout")
 }
 
 /// Permission bits of stdout when it is a regular file.

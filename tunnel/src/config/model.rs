@@ -45,7 +45,10 @@ pub enum Endpoint {
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
     #[error("cannot resolve endpoint host `{host}`: {source}")]
-    Lookup { host: String, source: std::io::Error },
+    Lookup {
+        host: String,
+        source: std::io::Error,
+    },
     #[error("endpoint host `{host}` has no addresses")]
     NoAddress { host: String },
 }
@@ -59,7 +62,10 @@ impl Endpoint {
             Endpoint::Host(host, port) => {
                 let addrs: Vec<SocketAddr> = (host.as_str(), *port)
                     .to_socket_addrs()
-                    .map_err(|source| ResolveError::Lookup { host: host.clone(), source })?
+                    .map_err(|source| ResolveError::Lookup {
+                        host: host.clone(),
+                        source,
+                    })?
                     .collect();
                 addrs
                     .iter()
@@ -127,7 +133,13 @@ pub struct PeerConfig {
 impl PeerConfig {
     /// A peer with only its public key set.
     pub fn new(public_key: PublicKey) -> Self {
-        Self { public_key, preshared_key: None, endpoint: None, allowed_ips: Vec::new(), persistent_keepalive: None }
+        Self {
+            public_key,
+            preshared_key: None,
+            endpoint: None,
+            allowed_ips: Vec::new(),
+            persistent_keepalive: None,
+        }
     }
 }
 
@@ -149,7 +161,12 @@ impl Config {
                     endpoint: p.endpoint.as_ref().and_then(resolve),
                     persistent_keepalive: Some(p.persistent_keepalive.unwrap_or(0)),
                     replace_allowed_ips: true,
-                    allowed_ips: p.allowed_ips.iter().copied().map(AllowedIpChange::Add).collect(),
+                    allowed_ips: p
+                        .allowed_ips
+                        .iter()
+                        .copied()
+                        .map(AllowedIpChange::Add)
+                        .collect(),
                     ..PeerUpdate::new(p.public_key)
                 })
                 .collect(),
@@ -166,20 +183,30 @@ mod tests {
         let literal: SocketAddr = "[fd00::1]:51820".parse().expect("addr");
         assert_eq!(Endpoint::Addr(literal).resolve().expect("literal"), literal);
         // `localhost` comes from /etc/hosts (no network); IPv4 wins when both exist.
-        let got = Endpoint::Host("localhost".into(), 51820).resolve().expect("localhost resolves");
+        let got = Endpoint::Host("localhost".into(), 51820)
+            .resolve()
+            .expect("localhost resolves");
         assert!(got.ip().is_loopback() && got.port() == 51820, "{got}");
         assert!(got.is_ipv4(), "IPv4 preferred, got {got}");
-        let e = Endpoint::Host("no-such-host.invalid".into(), 1).resolve().expect_err(".invalid never resolves");
+        let e = Endpoint::Host("no-such-host.invalid".into(), 1)
+            .resolve()
+            .expect_err(".invalid never resolves");
         assert!(e.to_string().contains("no-such-host.invalid"), "{e}");
     }
 
     #[test]
     fn routing_table_forms() {
-        let with = |t: Option<&str>| InterfaceConfig { table: t.map(str::to_owned), ..Default::default() };
+        let with = |t: Option<&str>| InterfaceConfig {
+            table: t.map(str::to_owned),
+            ..Default::default()
+        };
         assert_eq!(with(None).routing_table(), Table::Auto);
         assert_eq!(with(Some("off")).routing_table(), Table::Off);
         assert_eq!(with(Some("auto")).routing_table(), Table::Auto);
         assert_eq!(with(Some("1234")).routing_table(), Table::Id(1234));
-        assert_eq!(with(Some("main")).routing_table(), Table::Name("main".into()));
+        assert_eq!(
+            with(Some("main")).routing_table(),
+            Table::Name("main".into())
+        );
     }
 }
