@@ -73,6 +73,13 @@ impl PrivateKey {
         Self(bytes)
     }
 
+    /// The key as the kernel stores it (and `wg showconf` prints it): Curve25519-clamped.
+    pub fn clamped(&self) -> Self {
+        let mut bytes = self.0;
+        clamp(&mut bytes);
+        Self(bytes)
+    }
+
     /// The matching public key (`wg pubkey`).
     pub fn public_key(&self) -> PublicKey {
         let secret = x25519_dalek::StaticSecret::from(self.0);

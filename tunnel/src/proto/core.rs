@@ -437,6 +437,7 @@ impl Core {
     }
 
     fn set_private_key(&mut self, key: Option<PrivateKey>) {
+        let key = key.map(|k| k.clamped());
         if self.keys.as_ref().map(|k| k.private) == key {
             return;
         }

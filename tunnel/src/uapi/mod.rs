@@ -9,8 +9,9 @@ pub mod memory;
 pub mod model;
 pub mod protocol;
 pub mod server;
+mod set;
 
-pub use memory::MemoryDevice;
+pub use memory::{apply_update, MemoryDevice};
 pub use model::{
     AllowedIpChange, DeviceSnapshot, DeviceUpdate, PeerSnapshot, PeerUpdate, SetError, UapiDevice,
 };
