@@ -1,16 +1,26 @@
 //! One module per command; `anyhow` lives here and nowhere else.
 
+pub mod bench;
+pub mod demo;
 pub mod k3s;
 pub mod keys;
+pub mod netns;
 pub mod signals;
+pub mod traffic;
 pub mod tun;
+pub mod tunnels;
 pub mod up;
 
 /// Logs go to stderr; `RUST_LOG` overrides the default `info`.
 pub fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
 }
 
 /// Tells systemd (Type=notify) that we are ready, if it is listening.
