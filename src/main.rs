@@ -32,6 +32,10 @@ enum Command {
     Agent(cli::k3s::AgentArgs),
     /// Print k3s's kubeconfig with `server:` pointing at the hub's tunnel address.
     Kubeconfig(cli::k3s::KubeconfigArgs),
+    /// Measure the tunnel between two namespaces (and other implementations side by side).
+    Bench(cli::bench::BenchArgs),
+    /// Show it working: a cloud and a gateway namespace, tunnel, ping, throughput, k3s.
+    Demo(cli::demo::DemoArgs),
 }
 
 /// Invoked through a link named `edgewire-go` (or `wireguard-go`), edgewire is a drop-in
@@ -63,5 +67,7 @@ fn main() -> anyhow::Result<()> {
         Command::Server(args) => cli::k3s::server(args),
         Command::Agent(args) => cli::k3s::agent(args),
         Command::Kubeconfig(args) => cli::k3s::kubeconfig(args),
+        Command::Bench(args) => cli::bench::bench(args),
+        Command::Demo(args) => cli::demo::demo(args),
     }
 }

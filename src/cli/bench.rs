@@ -1,0 +1,636 @@
+//! `edgewire bench`: two namespaces joined by a veth, a tunnel between them (edgewire, and
+//! any other UAPI implementation given with `--impl`), and the same measurements for each,
+//! side by side: one TCP stream, several streams, the reverse direction, 64-byte UDP
+//! packets per second under overload, and idle ping RTT.
+//!
+//! Progress goes to stderr while it runs; the table (or `--json`) to stdout at the end.
+//! Everything is created through a [`Session`], so it is removed on every path, Ctrl-C
+//! included.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use anyhow::bail;
+use serde_json::{json, Value};
+
+use super::netns::{self, Ns, Session, Veth};
+use super::traffic::{self, Generator, PingStats, Rig, UdpRate};
+use super::tunnels::{self, Addressing, Implementation};
+
+/// The tunnel MTU of every measurement (wg-quick's default on a 1500-byte underlay).
+pub const MTU: u32 = 1420;
+/// Payload of the small-packet test (IoT traffic is small).
+const SMALL_UDP: usize = 64;
+/// How long a tunnel may take to pass its first ping.
+const FIRST_TRAFFIC: Duration = Duration::from_secs(15);
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Seconds per throughput test.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub duration: u64,
+    /// Print the results as JSON on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also measure another UAPI implementation: a command line in which `{iface}` is the
+    /// interface name, e.g. 'wireguard-go -f {iface}', 'gotatun-cli -f {iface}',
+    /// 'boringtun-cli -f --disable-drop-privileges {iface}' (as root outside sudo, boringtun
+    /// cannot drop privileges). It must stay in the foreground. Repeatable.
+    #[arg(long = "impl", value_name = "CMD")]
+    pub impls: Vec<String>,
+    /// Leave edgewire itself out (measure only the --impl commands).
+    #[arg(long)]
+    pub no_edgewire: bool,
+    /// edgewire's kernel offloads: `on` (whatever the kernel has), `off`
+    /// (EDGEWIRE_OFFLOAD=off, the fallback paths), or `both` (measured twice).
+    #[arg(long, value_enum, default_value_t = Offload::On)]
+    pub offload: Offload,
+    /// Traffic generator: iperf3 when installed (auto), or the built-in one.
+    #[arg(long, value_enum, default_value_t = Generator::Auto)]
+    pub generator: Generator,
+    /// Connections in the multi-stream test.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(2..=128))]
+    pub streams: u32,
+    /// Echo requests in the RTT test (one every 0.05 s).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub pings: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Offload {
+    On,
+    Off,
+    Both,
+}
+
+/// One measurement: not run, a value, or why it failed.
+type Measure<T> = Option<Result<T, String>>;
+
+/// Everything measured for one implementation.
+#[derive(Default)]
+struct Results {
+    label: String,
+    command: String,
+    /// Why the tunnel never passed traffic (then nothing else was measured).
+    error: Option<String>,
+    first_reply_s: Option<f64>,
+    tcp1: Measure<f64>,
+    tcpn: Measure<f64>,
+    reverse: Measure<f64>,
+    udp: Measure<UdpRate>,
+    rtt: Measure<PingStats>,
+}
+
+impl Results {
+    fn failures(&self) -> usize {
+        usize::from(self.error.is_some())
+            + [
+                self.tcp1.as_ref().map(|r| r.is_err()),
+                self.tcpn.as_ref().map(|r| r.is_err()),
+            ]
+            .into_iter()
+            .chain([self.reverse.as_ref().map(|r| r.is_err())])
+            .chain([
+                self.udp.as_ref().map(|r| r.is_err()),
+                self.rtt.as_ref().map(|r| r.is_err()),
+            ])
+            .filter(|f| *f == Some(true))
+            .count()
+    }
+}
+
+pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let mut impls = Vec::new();
+    if !args.no_edgewire {
+        match args.offload {
+            Offload::On => impls.push(Implementation::Edgewire { offload_off: false }),
+            Offload::Off => impls.push(Implementation::Edgewire { offload_off: true }),
+            Offload::Both => {
+                impls.push(Implementation::Edgewire { offload_off: false });
+                impls.push(Implementation::Edgewire { offload_off: true });
+            }
+        }
+    }
+    impls.extend(
+        args.impls
+            .iter()
+            .map(|c| Implementation::Command(c.clone())),
+    );
+    if impls.is_empty() {
+        bail!("nothing to measure: --no-edgewire needs at least one --impl 'CMD {{iface}}'");
+    }
+    let needs_wg = impls
+        .iter()
+        .any(|i| matches!(i, Implementation::Command(_)));
+    netns::check_basics(if needs_wg { &["ping", "wg"] } else { &["ping"] })?;
+    let generator = args.generator.resolve()?;
+
+    let session = Session::start("bench")?;
+    let hub_ns = session.netns("hub")?;
+    let gw_ns = session.netns("gw")?;
+    let veth = session.veth(&hub_ns, &gw_ns)?;
+    let tests = 5;
+    progress(&format!(
+        "edgewire bench: {} implementation(s) × {tests} tests, {} s per throughput test, generator {}, \
+         tunnel MTU {MTU}; namespaces {} ↔ {} ({} ↔ {})",
+        impls.len(),
+        args.duration,
+        generator.name(),
+        hub_ns.name,
+        gw_ns.name,
+        veth.a_ip,
+        veth.b_ip
+    ));
+    let mut all = Vec::new();
+    for (i, imp) in impls.iter().enumerate() {
+        let tag = format!("[{}/{}] {}", i + 1, impls.len(), imp.label());
+        let mut r = Results {
+            label: unique_label(&all, imp.label()),
+            ..Results::default()
+        };
+        if let Err(e) = measure(
+            &session,
+            &args,
+            generator,
+            imp,
+            (&hub_ns, &gw_ns, &veth),
+            &tag,
+            &mut r,
+        ) {
+            progress(&format!("{tag}: ✗ {e:#}"));
+            r.error = Some(format!("{e:#}"));
+        }
+        all.push(r);
+    }
+    drop(session);
+
+    let failures: usize = all.iter().map(Results::failures).sum();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&to_json(&args, generator, &all)).unwrap_or_default()
+        );
+    } else {
+        print!("{}", table(&args, generator, &all));
+    }
+    if failures > 0 {
+        bail!("{failures} measurement(s) failed (see above)");
+    }
+    Ok(())
+}
+
+/// Brings `imp` up on both ends, runs the five tests, brings it down.
+fn measure(
+    session: &Session,
+    args: &BenchArgs,
+    generator: Generator,
+    imp: &Implementation,
+    (hub_ns, gw_ns, veth): (&Ns, &Ns, &Veth),
+    tag: &str,
+    r: &mut Results,
+) -> anyhow::Result<()> {
+    let addr = Addressing::GUIDE;
+    let (hub_cfg, gw_cfg) = tunnels::guide_configs(addr, veth.a_ip, Some(MTU))?;
+    let (hub_if, gw_if) = (session.unique("ewh"), session.unique("ewg"));
+    r.command = imp.command_line("{iface}");
+    progress(&format!(
+        "{tag}: starting `{}` in both namespaces",
+        imp.command_line(&hub_if)
+    ));
+    let hub = tunnels::start(session, imp, hub_ns, &hub_if, &hub_cfg, session.dir())?;
+    let gw = match tunnels::start(session, imp, gw_ns, &gw_if, &gw_cfg, session.dir()) {
+        Ok(t) => t,
+        Err(e) => {
+            tunnels::stop(session, &hub);
+            return Err(e);
+        }
+    };
+    let outcome = run_tests(
+        session,
+        args,
+        generator,
+        (hub_ns, addr),
+        (gw_ns, addr),
+        tag,
+        r,
+    );
+    tunnels::stop(session, &gw);
+    tunnels::stop(session, &hub);
+    outcome
+}
+
+fn run_tests(
+    session: &Session,
+    args: &BenchArgs,
+    generator: Generator,
+    (hub_ns, addr): (&Ns, Addressing),
+    (gw_ns, _): (&Ns, Addressing),
+    tag: &str,
+    r: &mut Results,
+) -> anyhow::Result<()> {
+    let first = tunnels::wait_traffic(session, gw_ns, addr.hub, FIRST_TRAFFIC)?;
+    r.first_reply_s = Some(first.as_secs_f64());
+    progress(&format!(
+        "{tag}: ✓ tunnel passes traffic (first reply after {:.2} s)",
+        first.as_secs_f64()
+    ));
+    let rig = Rig::start(
+        session,
+        generator,
+        (hub_ns, addr.hub),
+        (gw_ns, addr.gateway),
+    )?;
+    let d = args.duration;
+    r.tcp1 = Some(step(tag, &format!("TCP, 1 stream, {d} s"), fmt_bps, || {
+        rig.tcp(d, 1, false)
+    }));
+    let name = format!("TCP, {} streams, {d} s", args.streams);
+    r.tcpn = Some(step(tag, &name, fmt_bps, || {
+        rig.tcp(d, args.streams, false)
+    }));
+    r.reverse = Some(step(tag, &format!("TCP, reverse, {d} s"), fmt_bps, || {
+        rig.tcp(d, 1, true)
+    }));
+    let name = format!("UDP {SMALL_UDP} B under overload, {d} s");
+    r.udp = Some(step(
+        tag,
+        &name,
+        |u: &UdpRate| fmt_pps(u.received_pps) + " received",
+        || rig.udp(d, SMALL_UDP),
+    ));
+    rig.stop();
+    let name = format!("ping RTT, {} × 0.05 s", args.pings);
+    r.rtt = Some(step(tag, &name, fmt_rtt, || {
+        traffic::ping(session, gw_ns, addr.hub, args.pings, 0.05)
+    }));
+    if let Some(Ok(p)) = &r.rtt {
+        if p.received == 0 {
+            r.rtt = Some(Err(format!("0 of {} echo replies", p.transmitted)));
+        }
+    }
+    Ok(())
+}
+
+/// Runs one test with a progress line before and after.
+fn step<T>(
+    tag: &str,
+    name: &str,
+    show: impl Fn(&T) -> String,
+    f: impl FnOnce() -> anyhow::Result<T>,
+) -> Result<T, String> {
+    progress(&format!("{tag}: {name} …"));
+    match f() {
+        Ok(v) => {
+            progress(&format!("{tag}: ✓ {name}: {}", show(&v)));
+            Ok(v)
+        }
+        Err(e) => {
+            progress(&format!("{tag}: ✗ {name}: {e:#}"));
+            Err(format!("{e:#}"))
+        }
+    }
+}
+
+fn progress(line: &str) {
+    eprintln!("{line}");
+}
+
+fn unique_label(done: &[Results], label: String) -> String {
+    let n = done
+        .iter()
+        .filter(|r| r.label == label || r.label.starts_with(&format!("{label} #")))
+        .count();
+    if n == 0 {
+        label
+    } else {
+        format!("{label} #{}", n + 1)
+    }
+}
+
+pub fn fmt_bps(bps: &f64) -> String {
+    if *bps >= 1e9 {
+        format!("{:.2} Gbit/s", bps / 1e9)
+    } else {
+        format!("{:.0} Mbit/s", bps / 1e6)
+    }
+}
+
+fn fmt_pps(pps: f64) -> String {
+    if pps >= 1e6 {
+        format!("{:.2} Mpps", pps / 1e6)
+    } else {
+        format!("{:.1} kpps", pps / 1e3)
+    }
+}
+
+fn fmt_rtt(p: &PingStats) -> String {
+    format!(
+        "avg {:.3} ms, max {:.3} ms ({}/{} replies)",
+        p.avg_ms, p.max_ms, p.received, p.transmitted
+    )
+}
+
+fn cell<T>(m: &Measure<T>, f: impl Fn(&T) -> String) -> String {
+    match m {
+        None => "-".to_owned(),
+        Some(Ok(v)) => f(v),
+        Some(Err(_)) => "failed".to_owned(),
+    }
+}
+
+fn host_facts() -> (String, usize) {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    (kernel, cpus)
+}
+
+fn table(args: &BenchArgs, generator: Generator, all: &[Results]) -> String {
+    let (kernel, cpus) = host_facts();
+    let mut rows: Vec<(String, Vec<String>)> = vec![
+        (String::new(), all.iter().map(|r| r.label.clone()).collect()),
+        (
+            "TCP, 1 stream".into(),
+            all.iter().map(|r| cell(&r.tcp1, fmt_bps)).collect(),
+        ),
+        (
+            format!("TCP, {} streams", args.streams),
+            all.iter().map(|r| cell(&r.tcpn, fmt_bps)).collect(),
+        ),
+        (
+            "TCP, reverse".into(),
+            all.iter().map(|r| cell(&r.reverse, fmt_bps)).collect(),
+        ),
+        (
+            format!("UDP {SMALL_UDP} B, received"),
+            all.iter()
+                .map(|r| cell(&r.udp, |u| fmt_pps(u.received_pps)))
+                .collect(),
+        ),
+        (
+            format!("UDP {SMALL_UDP} B, sent"),
+            all.iter()
+                .map(|r| cell(&r.udp, |u| fmt_pps(u.sent_pps)))
+                .collect(),
+        ),
+        (
+            "ping RTT avg".into(),
+            all.iter()
+                .map(|r| cell(&r.rtt, |p| format!("{:.3} ms", p.avg_ms)))
+                .collect(),
+        ),
+        (
+            "ping RTT max".into(),
+            all.iter()
+                .map(|r| cell(&r.rtt, |p| format!("{:.3} ms", p.max_ms)))
+                .collect(),
+        ),
+    ];
+    for (i, r) in all.iter().enumerate() {
+        if r.error.is_some() {
+            for row in rows.iter_mut().skip(1) {
+                row.1[i] = "no tunnel".into();
+            }
+        }
+    }
+    let first = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0) + 2;
+    let widths: Vec<usize> = (0..all.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r.1[i].chars().count())
+                .max()
+                .unwrap_or(0)
+                + 2
+        })
+        .collect();
+    let mut out = format!(
+        "\nedgewire bench: {} s per throughput test, {}, tunnel MTU {MTU}, Linux {kernel}, {cpus} CPU(s)\n\n",
+        args.duration,
+        generator.name()
+    );
+    for (name, cells) in &rows {
+        let _ = write!(out, "{name:<first$}");
+        for (c, w) in cells.iter().zip(&widths) {
+            let _ = write!(out, "{c:>w$}");
+        }
+        out.push('\n');
+    }
+    let mut errors = String::new();
+    for r in all {
+        let named = [
+            ("tunnel", r.error.as_ref().map(|e| Err::<(), _>(e.clone()))),
+            (
+                "TCP, 1 stream",
+                r.tcp1
+                    .as_ref()
+                    .map(|m| m.as_ref().map(|_| ()).map_err(Clone::clone)),
+            ),
+            (
+                "TCP, streams",
+                r.tcpn
+                    .as_ref()
+                    .map(|m| m.as_ref().map(|_| ()).map_err(Clone::clone)),
+            ),
+            (
+                "TCP, reverse",
+                r.reverse
+                    .as_ref()
+                    .map(|m| m.as_ref().map(|_| ()).map_err(Clone::clone)),
+            ),
+            (
+                "UDP",
+                r.udp
+                    .as_ref()
+                    .map(|m| m.as_ref().map(|_| ()).map_err(Clone::clone)),
+            ),
+            (
+                "ping",
+                r.rtt
+                    .as_ref()
+                    .map(|m| m.as_ref().map(|_| ()).map_err(Clone::clone)),
+            ),
+        ];
+        for (what, m) in named {
+            if let Some(Err(e)) = m {
+                let _ = writeln!(
+                    errors,
+                    "  {} / {what}: {}",
+                    r.label,
+                    e.lines().next().unwrap_or_default()
+                );
+            }
+        }
+    }
+    if !errors.is_empty() {
+        out.push_str("\nfailed:\n");
+        out.push_str(&errors);
+    }
+    out
+}
+
+fn json_measure<T>(m: &Measure<T>, f: impl Fn(&T) -> Value) -> Value {
+    match m {
+        Some(Ok(v)) => f(v),
+        _ => Value::Null,
+    }
+}
+
+fn to_json(args: &BenchArgs, generator: Generator, all: &[Results]) -> Value {
+    let (kernel, cpus) = host_facts();
+    let results: Vec<Value> = all
+        .iter()
+        .map(|r| {
+            let mut errors = serde_json::Map::new();
+            let named = [
+                ("tunnel", r.error.clone()),
+                (
+                    "tcp_1",
+                    r.tcp1.as_ref().and_then(|m| m.as_ref().err().cloned()),
+                ),
+                (
+                    "tcp_n",
+                    r.tcpn.as_ref().and_then(|m| m.as_ref().err().cloned()),
+                ),
+                (
+                    "tcp_reverse",
+                    r.reverse.as_ref().and_then(|m| m.as_ref().err().cloned()),
+                ),
+                (
+                    "udp64",
+                    r.udp.as_ref().and_then(|m| m.as_ref().err().cloned()),
+                ),
+                (
+                    "rtt",
+                    r.rtt.as_ref().and_then(|m| m.as_ref().err().cloned()),
+                ),
+            ];
+            for (k, e) in named {
+                if let Some(e) = e {
+                    errors.insert(k.to_owned(), Value::String(e));
+                }
+            }
+            json!({
+                "name": r.label,
+                "command": r.command,
+                "ok": r.failures() == 0,
+                "first_reply_s": r.first_reply_s,
+                "tcp_1_stream_bps": json_measure(&r.tcp1, |v| json!(v)),
+                "tcp_n_streams_bps": json_measure(&r.tcpn, |v| json!(v)),
+                "tcp_reverse_bps": json_measure(&r.reverse, |v| json!(v)),
+                "udp64_received_pps": json_measure(&r.udp, |u| json!(u.received_pps)),
+                "udp64_sent_pps": json_measure(&r.udp, |u| json!(u.sent_pps)),
+                "rtt_avg_ms": json_measure(&r.rtt, |p| json!(p.avg_ms)),
+                "rtt_max_ms": json_measure(&r.rtt, |p| json!(p.max_ms)),
+                "rtt_min_ms": json_measure(&r.rtt, |p| json!(p.min_ms)),
+                "pings_sent": json_measure(&r.rtt, |p| json!(p.transmitted)),
+                "pings_received": json_measure(&r.rtt, |p| json!(p.received)),
+                "errors": errors,
+            })
+        })
+        .collect();
+    json!({
+        "duration_s": args.duration,
+        "streams": args.streams,
+        "udp_payload_bytes": SMALL_UDP,
+        "mtu": MTU,
+        "generator": generator.name(),
+        "kernel": kernel,
+        "cpus": cpus,
+        "results": results,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> BenchArgs {
+        BenchArgs {
+            duration: 2,
+            json: true,
+            impls: vec![],
+            no_edgewire: false,
+            offload: Offload::On,
+            generator: Generator::Builtin,
+            streams: 4,
+            pings: 5,
+        }
+    }
+
+    fn sample() -> Vec<Results> {
+        vec![
+            Results {
+                label: "edgewire".into(),
+                command: "edgewire up {iface}.conf".into(),
+                first_reply_s: Some(0.2),
+                tcp1: Some(Ok(5.5e9)),
+                tcpn: Some(Ok(6.1e9)),
+                reverse: Some(Err("iperf3 -R: connection reset".into())),
+                udp: Some(Ok(UdpRate {
+                    sent_pps: 400e3,
+                    received_pps: 210e3,
+                })),
+                rtt: Some(Ok(PingStats {
+                    transmitted: 5,
+                    received: 5,
+                    min_ms: 0.05,
+                    avg_ms: 0.07,
+                    max_ms: 0.2,
+                })),
+                ..Results::default()
+            },
+            Results {
+                label: "wireguard-go".into(),
+                error: Some("no reply".into()),
+                ..Results::default()
+            },
+        ]
+    }
+
+    #[test]
+    fn table_has_a_column_per_implementation_and_lists_failures() {
+        let t = table(&args(), Generator::Builtin, &sample());
+        assert!(t.contains("edgewire") && t.contains("wireguard-go"), "{t}");
+        assert!(
+            t.contains("5.50 Gbit/s") && t.contains("210.0 kpps") && t.contains("0.070 ms"),
+            "{t}"
+        );
+        assert!(t.contains("no tunnel"), "{t}");
+        assert!(
+            t.contains("edgewire / TCP, reverse: iperf3 -R: connection reset"),
+            "{t}"
+        );
+        assert!(t.contains("wireguard-go / tunnel: no reply"), "{t}");
+    }
+
+    #[test]
+    fn json_has_numbers_nulls_and_errors() {
+        let v = to_json(&args(), Generator::Builtin, &sample());
+        let r = &v["results"][0];
+        assert_eq!(r["tcp_1_stream_bps"], json!(5.5e9));
+        assert_eq!(r["tcp_reverse_bps"], Value::Null);
+        assert_eq!(r["udp64_received_pps"], json!(210e3));
+        assert_eq!(r["ok"], json!(false));
+        assert_eq!(v["results"][1]["errors"]["tunnel"], json!("no reply"));
+        assert_eq!(v["mtu"], json!(1420));
+    }
+
+    #[test]
+    fn labels_stay_unique() {
+        let done = vec![Results {
+            label: "wireguard-go".into(),
+            ..Results::default()
+        }];
+        assert_eq!(
+            unique_label(&done, "wireguard-go".into()),
+            "wireguard-go #2"
+        );
+        assert_eq!(unique_label(&done, "edgewire".into()), "edgewire");
+        assert_eq!(fmt_bps(&812e6), "812 Mbit/s");
+        assert_eq!(fmt_pps(1.5e6), "1.50 Mpps");
+    }
+}
