@@ -9,9 +9,17 @@ mod batch;
 pub mod fake;
 pub mod offload;
 pub mod offload_gro;
+#[cfg(target_os = "linux")]
+pub mod tun_linux;
+#[cfg(target_os = "linux")]
+pub mod udp_linux;
 
 pub use batch::{Batch, Entry, NO_ADDR};
 pub use offload::Offload;
+#[cfg(target_os = "linux")]
+pub use tun_linux::{LinuxTun, TunError};
+#[cfg(target_os = "linux")]
+pub use udp_linux::{LinuxUdp, LinuxUdpBinder};
 
 use std::io;
 use std::net::SocketAddr;

@@ -162,14 +162,8 @@ fn route_request(msg_type: u16, flags: u16, ifname: &str, net: IpNet, table: Opt
     let (proto, scope) = if msg_type == RTM_NEWROUTE { (RTPROT_BOOT, RT_SCOPE_LINK) } else { (0, RT_SCOPE_NOWHERE) };
     // iproute2: ids above 255 go in RTA_TABLE with rtm_table = RT_TABLE_UNSPEC.
     let rtm_table = u8::try_from(table).unwrap_or(0);
-    let mut req = Request::new(msg_type, flags).rtmsg(
-        family(&dst.addr()),
-        dst.prefix(),
-        rtm_table,
-        proto,
-        scope,
-        RTN_UNICAST,
-    );
+    let mut req =
+        Request::new(msg_type, flags).rtmsg(family(&dst.addr()), dst.prefix(), rtm_table, proto, scope, RTN_UNICAST);
     if dst.prefix() > 0 {
         req = req.attr(RTA_DST, &ip_bytes(&dst.addr()));
     }
