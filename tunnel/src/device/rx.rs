@@ -9,11 +9,13 @@ use std::time::Instant;
 
 use super::tx::send_batch;
 use super::{Device, DeviceExit, BATCH_BYTES, BATCH_PACKETS};
+use crate::io::udp_linux::{RECV_BATCH_BYTES, RECV_BATCH_ENTRIES};
 use crate::io::Batch;
 use crate::proto::RxOutcome;
 
 pub(super) fn run(device: Arc<Device>) {
-    let mut from_net = Batch::new(BATCH_PACKETS, BATCH_BYTES);
+    // Sized for GRO: up to 16 coalesced super-datagrams split in place.
+    let mut from_net = Batch::new(RECV_BATCH_ENTRIES, RECV_BATCH_BYTES);
     let mut to_tun = Batch::new(BATCH_PACKETS, BATCH_BYTES);
     let mut to_net = Batch::new(BATCH_PACKETS / 4, BATCH_BYTES / 4);
     let mut generation = device.udp_generation.load(Ordering::SeqCst);

@@ -115,8 +115,12 @@ impl Interface {
             hooks::set_dns(&config.interface, name).map_err(UpError::Invalid)?;
             iface.applied.dns_set = true;
             for r in &planned {
-                netlink::add_route(name, r.net, r.table).map_err(sys_err(format!("{name}: adding route {}", r.net)))?;
-                iface.applied.routes.push(*r);
+                match netlink::add_route(name, r.net, r.table) {
+                    Ok(()) => iface.applied.routes.push(*r),
+                    // Already routed (wg-quick checks first and skips): not ours to remove.
+                    Err(e) if e.errno() == Some(libc::EEXIST) => tracing::info!("{name}: route {} exists", r.net),
+                    Err(e) => return Err(sys_err(format!("{name}: adding route {}", r.net))(e)),
+                }
             }
             if !iface.options.no_hooks {
                 hooks::run("PostUp", &config.interface.post_up, name).map_err(UpError::Invalid)?;
