@@ -80,8 +80,11 @@ impl Flags {
     }
 }
 
+/// k3s's log line format. Write errors are ignored: an orphaned stand-in whose edgewire
+/// died must still be able to record its own end.
 fn log(level: &str, msg: &str) {
-    eprintln!("time=\"{}\" level={level} msg=\"{msg}\"", record::now_ms());
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "time=\"{}\" level={level} msg=\"{msg}\"", record::now_ms());
 }
 
 struct Ctx {
@@ -146,14 +149,16 @@ fn main() {
         });
     }
 
+    // The shim first, so that its record precedes `ready` (tests kill k3s right after ready
+    // and must still know every shim to clean up).
+    if env("K3S_STANDIN_SHIM").is_some() {
+        spawn_shim(&ctx);
+    }
     let started = if role == "server" { server(&ctx) } else { agent(&ctx) };
     if let Err(e) = started {
         log("fatal", &e);
         ctx.rec("exit", "1");
         std::process::exit(1);
-    }
-    if env("K3S_STANDIN_SHIM").is_some() {
-        spawn_shim(&ctx);
     }
     wait_for_stop(&ctx, &stop);
 }
