@@ -54,10 +54,21 @@ fn args() -> Vec<std::ffi::OsString> {
     args
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     cli::init_logging();
     let cli = Cli::parse_from(args());
-    match cli.command {
+    match run(cli.command) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // The whole cause chain on one line, never a backtrace: this is for people.
+            eprintln!("Error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Genkey => cli::keys::genkey(),
         Command::Genpsk => cli::keys::genpsk(),
         Command::Pubkey => cli::keys::pubkey(),
