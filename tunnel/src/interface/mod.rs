@@ -249,6 +249,7 @@ impl Interface {
             self.applied.dns_set = false;
         }
         self.device.shutdown();
+        tracing::info!("{name}: dropped packets: {}", self.device.counters());
         if self.applied.tun_created {
             // Closing the TUN removes it; delete explicitly in case it was made persistent.
             let _ = netlink::delete_link(&name);

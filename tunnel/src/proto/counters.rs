@@ -17,6 +17,18 @@ macro_rules! counters {
                 CountersSnapshot { $($name: self.$name.load(Relaxed),)* }
             }
         }
+
+        /// `name=count` pairs, e.g. for the shutdown log line.
+        impl std::fmt::Display for CountersSnapshot {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let mut sep = "";
+                $(
+                    write!(f, "{sep}{}={}", stringify!($name), self.$name)?;
+                    sep = " ";
+                )*
+                Ok(())
+            }
+        }
     };
 }
 
