@@ -6,7 +6,11 @@ mod cli;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "edgewire", version, about = "Userspace WireGuard + k3s for edge gateways")]
+#[command(
+    name = "edgewire",
+    version,
+    about = "Userspace WireGuard + k3s for edge gateways"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

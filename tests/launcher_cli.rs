@@ -8,7 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const GUIDE_LABEL: &str = "location=International Widgets, Inc., 5601 Speedway Blvd, Tucson, AZ, USA, 85710";
+const GUIDE_LABEL: &str =
+    "location=International Widgets, Inc., 5601 Speedway Blvd, Tucson, AZ, USA, 85710";
 
 struct Dir(PathBuf);
 
@@ -24,7 +25,8 @@ impl Dir {
         use std::os::unix::fs::PermissionsExt;
         let p = self.0.join(name);
         std::fs::write(&p, text).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+            .unwrap_or_else(|e| panic!("{e}"));
         p
     }
 }
@@ -61,10 +63,19 @@ fn iface(tag: &str) -> String {
 /// Fails with its stderr; asserts that nothing was started.
 fn refused(dir: &Dir, iface: &str, out: &Output) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "expected a refusal, got success; stderr:\n{stderr}");
+    assert!(
+        !out.status.success(),
+        "expected a refusal, got success; stderr:\n{stderr}"
+    );
     assert!(!dir.0.join("record").exists(), "k3s was started:\n{stderr}");
-    assert!(!Path::new("/sys/class/net").join(iface).exists(), "interface {iface} was created");
-    assert!(!dir.0.join("run").exists(), "run directory created before the checks passed");
+    assert!(
+        !Path::new("/sys/class/net").join(iface).exists(),
+        "interface {iface} was created"
+    );
+    assert!(
+        !dir.0.join("run").exists(),
+        "run directory created before the checks passed"
+    );
     stderr
 }
 
@@ -81,7 +92,17 @@ fn guide_node_label_is_refused_before_anything_starts() {
     let k3s = standin();
     let conf_s = conf.display().to_string();
     let token_s = token.display().to_string();
-    let base = ["agent", "--config", &conf_s, "--server", "10.8.0.1", "--token-file", &token_s, "--k3s", &k3s];
+    let base = [
+        "agent",
+        "--config",
+        &conf_s,
+        "--server",
+        "10.8.0.1",
+        "--token-file",
+        &token_s,
+        "--k3s",
+        &k3s,
+    ];
 
     let mut args = base.to_vec();
     args.extend(["--node-label", GUIDE_LABEL]);
@@ -90,14 +111,30 @@ fn guide_node_label_is_refused_before_anything_starts() {
     assert!(err.contains("is not a valid Kubernetes label"), "{err}");
     assert!(err.contains("71 characters long, at most 63"), "{err}");
     assert!(err.contains("' ', ','"), "{err}");
-    assert!(err.contains("annotation") && err.contains("kubectl annotate node"), "{err}");
-    assert!(err.contains("--node-label location=International-Widgets-Inc.-5601-Speedway-Blvd-Tucson-AZ-USA"), "{err}");
+    assert!(
+        err.contains("annotation") && err.contains("kubectl annotate node"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "--node-label location=International-Widgets-Inc.-5601-Speedway-Blvd-Tucson-AZ-USA"
+        ),
+        "{err}"
+    );
 
     // The same through the extra k3s arguments, and the guide's second label.
     let mut args = base.to_vec();
-    args.extend(["--", "--node-label", "service=electric car charger controller"]);
+    args.extend([
+        "--",
+        "--node-label",
+        "service=electric car charger controller",
+    ]);
     let err = refused(&dir, &ifc, &edgewire(&dir, &args));
-    assert!(err.contains("extra k3s arguments") && err.contains("service=electric-car-charger-controller"), "{err}");
+    assert!(
+        err.contains("extra k3s arguments")
+            && err.contains("service=electric-car-charger-controller"),
+        "{err}"
+    );
 
     // And from k3s's own config.yaml.
     let cfg = dir.write("config.yaml", "node-label:\n  - \"owner=Jane Doe\"\n");
@@ -109,7 +146,10 @@ fn guide_node_label_is_refused_before_anything_starts() {
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
     let err = refused(&dir, &ifc, &out);
-    assert!(err.contains("config.yaml") && err.contains("owner=Jane Doe"), "{err}");
+    assert!(
+        err.contains("config.yaml") && err.contains("owner=Jane Doe"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -124,8 +164,16 @@ fn missing_k3s_says_how_to_install_it() {
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
     let err = refused(&dir, &ifc, &out);
-    assert!(err.contains("k3s not found in PATH (/nonexistent-bin)"), "{err}");
-    assert!(err.contains("get.k3s.io") && err.contains("INSTALL_K3S_SKIP_ENABLE=true") && err.contains("--k3s PATH"), "{err}");
+    assert!(
+        err.contains("k3s not found in PATH (/nonexistent-bin)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("get.k3s.io")
+            && err.contains("INSTALL_K3S_SKIP_ENABLE=true")
+            && err.contains("--k3s PATH"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -136,8 +184,20 @@ fn conflicts_and_secrets_are_refused_with_the_place_named() {
     let k3s = standin();
 
     // The guide's --node-external-ip is passed through; a token on the command line is not.
-    let err = refused(&dir, &ifc, &edgewire(&dir, &["server", "--config", &conf, "--k3s", &k3s, "--", "--token", "hunter2"]));
-    assert!(err.contains("--token") && err.contains("`ps`") && !err.contains("hunter2"), "{err}");
+    let err = refused(
+        &dir,
+        &ifc,
+        &edgewire(
+            &dir,
+            &[
+                "server", "--config", &conf, "--k3s", &k3s, "--", "--token", "hunter2",
+            ],
+        ),
+    );
+    assert!(
+        err.contains("--token") && err.contains("`ps`") && !err.contains("hunter2"),
+        "{err}"
+    );
 
     // config.yaml sets flannel-iface to the LAN NIC (the guide's bug): refused, file named.
     let cfg = dir.write("config.yaml", "flannel-iface: enp0s3\n");
@@ -149,26 +209,64 @@ fn conflicts_and_secrets_are_refused_with_the_place_named() {
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
     let err = refused(&dir, &ifc, &out);
-    assert!(err.contains(&format!("{} sets --flannel-iface enp0s3", cfg.display())), "{err}");
+    assert!(
+        err.contains(&format!("{} sets --flannel-iface enp0s3", cfg.display())),
+        "{err}"
+    );
     assert!(err.contains(&format!("--flannel-iface {ifc}")), "{err}");
 
     // An agent whose hub is not behind any peer.
-    let token = dir.write("token", "K10abc::server:secret\n").display().to_string();
+    let token = dir
+        .write("token", "K10abc::server:secret\n")
+        .display()
+        .to_string();
     let err = refused(
         &dir,
         &ifc,
-        &edgewire(&dir, &["agent", "--config", &conf, "--server", "192.168.0.129", "--token-file", &token, "--k3s", &k3s]),
+        &edgewire(
+            &dir,
+            &[
+                "agent",
+                "--config",
+                &conf,
+                "--server",
+                "192.168.0.129",
+                "--token-file",
+                &token,
+                "--k3s",
+                &k3s,
+            ],
+        ),
     );
-    assert!(err.contains("192.168.0.129 is not routed through") && err.contains("AllowedIPs"), "{err}");
+    assert!(
+        err.contains("192.168.0.129 is not routed through") && err.contains("AllowedIPs"),
+        "{err}"
+    );
 
     // A missing token file.
     let missing = dir.0.join("missing-token").display().to_string();
     let err = refused(
         &dir,
         &ifc,
-        &edgewire(&dir, &["agent", "--config", &conf, "--server", "10.8.0.1", "--token-file", &missing, "--k3s", &k3s]),
+        &edgewire(
+            &dir,
+            &[
+                "agent",
+                "--config",
+                &conf,
+                "--server",
+                "10.8.0.1",
+                "--token-file",
+                &missing,
+                "--k3s",
+                &k3s,
+            ],
+        ),
     );
-    assert!(err.contains(&format!("--token-file {missing}")) && err.contains("node-token"), "{err}");
+    assert!(
+        err.contains(&format!("--token-file {missing}")) && err.contains("node-token"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -181,11 +279,24 @@ fn kubeconfig_points_at_the_hub_tunnel_address() {
     let yaml = "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: LS0t\n    server: https://127.0.0.1:6443\n  name: default\n";
     let k = dir.write("k3s.yaml", yaml);
     let (hub_s, k_s) = (hub.display().to_string(), k.display().to_string());
-    let out = edgewire(&dir, &["kubeconfig", "--config", &hub_s, "--kubeconfig", &k_s]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), yaml.replace("127.0.0.1", "10.8.0.1"));
+    let out = edgewire(
+        &dir,
+        &["kubeconfig", "--config", &hub_s, "--kubeconfig", &k_s],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        yaml.replace("127.0.0.1", "10.8.0.1")
+    );
 
-    let out = edgewire(&dir, &["kubeconfig", "--server", "10.9.0.1", "--kubeconfig", &k_s]);
+    let out = edgewire(
+        &dir,
+        &["kubeconfig", "--server", "10.9.0.1", "--kubeconfig", &k_s],
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("server: https://10.9.0.1:6443"));
 
     // K3S_KUBECONFIG_OUTPUT is where k3s wrote it.
@@ -196,7 +307,19 @@ fn kubeconfig_points_at_the_hub_tunnel_address() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(String::from_utf8_lossy(&out.stdout).contains("server: https://10.8.0.1:6443"));
 
-    let out = edgewire(&dir, &["kubeconfig", "--server", "10.9.0.1", "--kubeconfig", "/nonexistent/k3s.yaml"]);
+    let out = edgewire(
+        &dir,
+        &[
+            "kubeconfig",
+            "--server",
+            "10.9.0.1",
+            "--kubeconfig",
+            "/nonexistent/k3s.yaml",
+        ],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("reading kubeconfig /nonexistent/k3s.yaml"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("reading kubeconfig /nonexistent/k3s.yaml"),
+        "{err}"
+    );
 }

@@ -39,16 +39,28 @@ struct Launcher {
 }
 
 impl Launcher {
-    fn start(ns: &Netns, dir: &TempDir, tag: &str, iface: &str, args: &[&str], env: &[(&str, &str)]) -> Launcher {
-        let sock_path = dir.path().join(format!("notify-{tag}-{}.sock", common::next_id()));
-        let sock = UnixDatagram::bind(&sock_path).unwrap_or_else(|e| panic!("binding {}: {e}", sock_path.display()));
+    fn start(
+        ns: &Netns,
+        dir: &TempDir,
+        tag: &str,
+        iface: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Launcher {
+        let sock_path = dir
+            .path()
+            .join(format!("notify-{tag}-{}.sock", common::next_id()));
+        let sock = UnixDatagram::bind(&sock_path)
+            .unwrap_or_else(|e| panic!("binding {}: {e}", sock_path.display()));
         let notes: Notes = Arc::default();
         let sink = notes.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n) = sock.recv(&mut buf) {
                 let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-                sink.lock().unwrap_or_else(|p| p.into_inner()).push((record::now_ms(), msg));
+                sink.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((record::now_ms(), msg));
             }
         });
         let p = |name: &str| dir.path().join(name);
@@ -68,7 +80,11 @@ impl Launcher {
         }
         let mut child = cmd.spawn();
         child.remove_on_drop(wg::socket_path(iface));
-        Launcher { child, notes, tag: tag.to_string() }
+        Launcher {
+            child,
+            notes,
+            tag: tag.to_string(),
+        }
     }
 
     fn notes(&self) -> Vec<(u128, String)> {
@@ -81,29 +97,55 @@ impl Launcher {
 
     fn wait_note(&mut self, needle: &str, timeout: Duration) -> (u128, String) {
         let found = wait::poll(timeout, || {
-            self.child.assert_running(&format!("{}: waiting for {needle:?}", self.tag));
+            self.child
+                .assert_running(&format!("{}: waiting for {needle:?}", self.tag));
             self.note(needle)
         });
-        found.unwrap_or_else(|| panic!("{}: no notification containing {needle:?}; got {:#?}", self.tag, self.notes()))
+        found.unwrap_or_else(|| {
+            panic!(
+                "{}: no notification containing {needle:?}; got {:#?}",
+                self.tag,
+                self.notes()
+            )
+        })
     }
 
     /// SIGTERM, must exit 0 within `timeout`.
     fn stop_ok(&mut self, timeout: Duration) {
         let st = self.child.stop(Signal::SIGTERM, timeout);
-        assert!(st.success(), "{}: edgewire exited with {st} after SIGTERM; log:\n{}", self.tag, self.child.log());
+        assert!(
+            st.success(),
+            "{}: edgewire exited with {st} after SIGTERM; log:\n{}",
+            self.tag,
+            self.child.log()
+        );
     }
 }
 
 fn runs(dir: &TempDir, role: &str) -> Vec<Run> {
-    record::runs(&dir.path().join("record")).into_iter().filter(|r| r.role == role).collect()
+    record::runs(&dir.path().join("record"))
+        .into_iter()
+        .filter(|r| r.role == role)
+        .collect()
 }
 
-fn wait_runs(dir: &TempDir, role: &str, what: &str, timeout: Duration, mut f: impl FnMut(&[Run]) -> bool) -> Vec<Run> {
+fn wait_runs(
+    dir: &TempDir,
+    role: &str,
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut(&[Run]) -> bool,
+) -> Vec<Run> {
     wait::poll(timeout, || {
         let r = runs(dir, role);
         f(&r).then_some(r)
     })
-    .unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}; {role} runs: {:#?}", runs(dir, role)))
+    .unwrap_or_else(|| {
+        panic!(
+            "timed out after {timeout:?} waiting for {what}; {role} runs: {:#?}",
+            runs(dir, role)
+        )
+    })
 }
 
 fn ready(r: &[Run], n: usize) -> bool {
@@ -112,12 +154,16 @@ fn ready(r: &[Run], n: usize) -> bool {
 
 fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit_once(')').is_some_and(|(_, r)| !r.trim_start().starts_with('Z')))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 
 fn proc_file(pid: u32, name: &str) -> String {
-    String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/{name}")).unwrap_or_default()).replace('\0', " ")
+    String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/{name}")).unwrap_or_default())
+        .replace('\0', " ")
 }
 
 struct Setup {
@@ -136,12 +182,29 @@ fn setup(tag: &str) -> Setup {
     let pair = Pair::new(tag);
     let shapes = Shapes::guide(&pair);
     let (hub_if, gw_if) = (wg::iface_name("kh"), wg::iface_name("kg"));
-    let hub_conf = pair.dir.write(&format!("{hub_if}.conf"), &shapes.hub.wg_quick());
-    let gw_conf = pair.dir.write(&format!("{gw_if}.conf"), &shapes.gw.wg_quick());
+    let hub_conf = pair
+        .dir
+        .write(&format!("{hub_if}.conf"), &shapes.hub.wg_quick());
+    let gw_conf = pair
+        .dir
+        .write(&format!("{gw_if}.conf"), &shapes.gw.wg_quick());
     let secret = format!("netns-token-secret-{}-{tag}", std::process::id());
-    let token = pair.dir.write("node-token", &format!("K10{}::server:{secret}\n", "ab".repeat(32)));
+    let token = pair.dir.write(
+        "node-token",
+        &format!("K10{}::server:{secret}\n", "ab".repeat(32)),
+    );
     let standin = k3s_standin::binary().display().to_string();
-    Setup { pair, shapes, hub_if, gw_if, hub_conf, gw_conf, token, secret, standin }
+    Setup {
+        pair,
+        shapes,
+        hub_if,
+        gw_if,
+        hub_conf,
+        gw_conf,
+        token,
+        secret,
+        standin,
+    }
 }
 
 impl Setup {
@@ -150,15 +213,31 @@ impl Setup {
         let args = ["server", "--config", &conf, "--k3s", &self.standin];
         let mut env = env.to_vec();
         env.push(("K3S_TOKEN", &self.secret));
-        Launcher::start(&self.pair.a, &self.pair.dir, "hub", &self.hub_if, &args, &env)
+        Launcher::start(
+            &self.pair.a,
+            &self.pair.dir,
+            "hub",
+            &self.hub_if,
+            &args,
+            &env,
+        )
     }
 
     fn agent(&self, env: &[(&str, &str)]) -> Launcher {
         let conf = self.gw_conf.display().to_string();
         let token = self.token.display().to_string();
         let args = [
-            "agent", "--config", &conf, "--server", "10.8.0.1", "--token-file", &token, "--k3s", &self.standin,
-            "--node-label", "site=tucson",
+            "agent",
+            "--config",
+            &conf,
+            "--server",
+            "10.8.0.1",
+            "--token-file",
+            &token,
+            "--k3s",
+            &self.standin,
+            "--node-label",
+            "site=tucson",
         ];
         Launcher::start(&self.pair.b, &self.pair.dir, "gw", &self.gw_if, &args, env)
     }
@@ -178,16 +257,40 @@ fn agent_before_hub_flags_token_and_sigterm_order() {
         gw.child.assert_running("gateway tunnel");
         s.pair.b.link_exists(&s.gw_if)
     });
-    gw.wait_note("waiting for a handshake with the hub", Duration::from_secs(10));
+    gw.wait_note(
+        "waiting for a handshake with the hub",
+        Duration::from_secs(10),
+    );
     std::thread::sleep(Duration::from_secs(3));
     gw.child.assert_running("agent waiting for the hub");
-    assert!(runs(dir, "agent").is_empty(), "k3s agent started before the hub: {:#?}", runs(dir, "agent"));
+    assert!(
+        runs(dir, "agent").is_empty(),
+        "k3s agent started before the hub: {:#?}",
+        runs(dir, "agent")
+    );
 
     let mut hub = s.hub(&[]);
-    let server = wait_runs(dir, "server", "k3s server ready", Duration::from_secs(20), |r| ready(r, 0)).remove(0);
-    let agent = wait_runs(dir, "agent", "k3s agent joined", Duration::from_secs(30), |r| ready(r, 0)).remove(0);
+    let server = wait_runs(
+        dir,
+        "server",
+        "k3s server ready",
+        Duration::from_secs(20),
+        |r| ready(r, 0),
+    )
+    .remove(0);
+    let agent = wait_runs(
+        dir,
+        "agent",
+        "k3s agent joined",
+        Duration::from_secs(30),
+        |r| ready(r, 0),
+    )
+    .remove(0);
     let server_ready = server.event("ready").map(|r| r.ms).unwrap_or(u128::MAX);
-    assert!(agent.started_ms >= server_ready, "agent k3s started before the hub's k3s answered /ping");
+    assert!(
+        agent.started_ms >= server_ready,
+        "agent k3s started before the hub's k3s answered /ping"
+    );
     assert_eq!(runs(dir, "agent").len(), 1);
 
     // The server's command line: everything bound to the tunnel, no external IP.
@@ -195,24 +298,49 @@ fn agent_before_hub_flags_token_and_sigterm_order() {
     assert_eq!(server.flag_values("--advertise-address"), ["10.8.0.1"]);
     assert_eq!(server.flag_values("--tls-san"), ["10.8.0.1"]);
     assert_eq!(server.flag_values("--flannel-iface"), [s.hub_if.as_str()]);
-    assert!(server.flag_values("--node-external-ip").is_empty(), "{:?}", server.argv);
+    assert!(
+        server.flag_values("--node-external-ip").is_empty(),
+        "{:?}",
+        server.argv
+    );
     // The agent's: node IP and flannel on the tunnel, URL and token file in the environment.
     assert_eq!(agent.flag_values("--node-ip"), ["10.8.0.2"]);
     assert_eq!(agent.flag_values("--flannel-iface"), [s.gw_if.as_str()]);
     assert_eq!(agent.flag_values("--node-label"), ["site=tucson"]);
-    assert_eq!(agent.env.get("K3S_URL").map(String::as_str), Some("https://10.8.0.1:6443"));
-    assert_eq!(agent.env.get("K3S_TOKEN_FILE").map(PathBuf::from), Some(s.token.clone()));
+    assert_eq!(
+        agent.env.get("K3S_URL").map(String::as_str),
+        Some("https://10.8.0.1:6443")
+    );
+    assert_eq!(
+        agent.env.get("K3S_TOKEN_FILE").map(PathBuf::from),
+        Some(s.token.clone())
+    );
     // `ps` shows /proc/PID/cmdline: no token there, neither as recorded nor live.
-    assert!(agent.argv.iter().all(|a| !a.contains(&s.secret)), "token in argv: {:?}", agent.argv);
+    assert!(
+        agent.argv.iter().all(|a| !a.contains(&s.secret)),
+        "token in argv: {:?}",
+        agent.argv
+    );
     let cmdline = proc_file(agent.pid, "cmdline");
-    assert!(cmdline.contains("agent") && !cmdline.contains(&s.secret), "/proc/{}/cmdline: {cmdline}", agent.pid);
+    assert!(
+        cmdline.contains("agent") && !cmdline.contains(&s.secret),
+        "/proc/{}/cmdline: {cmdline}",
+        agent.pid
+    );
     let environ = proc_file(agent.pid, "environ");
-    assert!(!environ.contains(&s.secret), "token in the agent's environment");
+    assert!(
+        !environ.contains(&s.secret),
+        "token in the agent's environment"
+    );
 
     // READY=1 to systemd only after k3s's own.
     for (l, run) in [(&mut hub, &server), (&mut gw, &agent)] {
         let (t, _) = l.wait_note("READY=1", Duration::from_secs(10));
-        assert!(t >= run.event("ready").map(|r| r.ms).unwrap_or(0), "{}: READY before k3s was ready", l.tag);
+        assert!(
+            t >= run.event("ready").map(|r| r.ms).unwrap_or(0),
+            "{}: READY before k3s was ready",
+            l.tag
+        );
     }
 
     // `edgewire kubeconfig` on the hub: k3s's file with the tunnel address.
@@ -230,17 +358,32 @@ fn agent_before_hub_flags_token_and_sigterm_order() {
     // SIGTERM: k3s gets SIGTERM while the interface exists; then it is gone; exit 0.
     gw.stop_ok(Duration::from_secs(20));
     let agent = runs(dir, "agent").remove(0);
-    let sigterm = agent.event("sigterm").unwrap_or_else(|| panic!("k3s agent got no SIGTERM: {agent:#?}"));
+    let sigterm = agent
+        .event("sigterm")
+        .unwrap_or_else(|| panic!("k3s agent got no SIGTERM: {agent:#?}"));
     assert_eq!(sigterm.value, format!("iface={} present", s.gw_if));
-    assert!(!s.pair.b.link_exists(&s.gw_if), "{} still exists after edgewire exited", s.gw_if);
+    assert!(
+        !s.pair.b.link_exists(&s.gw_if),
+        "{} still exists after edgewire exited",
+        s.gw_if
+    );
     assert!(gw.note("STOPPING=1").is_some());
     // Only k3s's PID was signalled: the shim in its process group lives on.
-    let shim = agent.event("shim").and_then(|r| r.value.parse::<i32>().ok()).unwrap_or(0);
-    assert!(shim > 0 && alive(shim), "the container shim must survive a k3s stop");
+    let shim = agent
+        .event("shim")
+        .and_then(|r| r.value.parse::<i32>().ok())
+        .unwrap_or(0);
+    assert!(
+        shim > 0 && alive(shim),
+        "the container shim must survive a k3s stop"
+    );
 
     hub.stop_ok(Duration::from_secs(20));
     let server = runs(dir, "server").remove(0);
-    assert_eq!(server.event("sigterm").map(|r| r.value.clone()), Some(format!("iface={} present", s.hub_if)));
+    assert_eq!(
+        server.event("sigterm").map(|r| r.value.clone()),
+        Some(format!("iface={} present", s.hub_if))
+    );
     assert!(!s.pair.a.link_exists(&s.hub_if));
 }
 
@@ -252,8 +395,20 @@ fn sigkilled_k3s_restarts_with_growing_delays_while_traffic_flows() {
     let s = setup("lkr");
     let dir = &s.pair.dir;
     let mut hub = s.hub(&[]);
-    let gw = Tunnel::start(&s.pair.b, dir, Impl::EdgewireUp(Offload::On), &s.gw_if, &s.shapes.gw);
-    wait_runs(dir, "server", "k3s server ready", Duration::from_secs(20), |r| ready(r, 0));
+    let gw = Tunnel::start(
+        &s.pair.b,
+        dir,
+        Impl::EdgewireUp(Offload::On),
+        &s.gw_if,
+        &s.shapes.gw,
+    );
+    wait_runs(
+        dir,
+        "server",
+        "k3s server ready",
+        Duration::from_secs(20),
+        |r| ready(r, 0),
+    );
     wait_ping(&s.pair.b, HUB_IP, Duration::from_secs(15));
 
     for n in 1..=3 {
@@ -261,35 +416,79 @@ fn sigkilled_k3s_restarts_with_growing_delays_while_traffic_flows() {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
         // The tunnel does not care that k3s died.
         ping_all(&s.pair.b, HUB_IP, 3);
-        wait_runs(dir, "server", "a restarted k3s server", Duration::from_secs(20), |r| ready(r, n));
+        wait_runs(
+            dir,
+            "server",
+            "a restarted k3s server",
+            Duration::from_secs(20),
+            |r| ready(r, n),
+        );
         hub.child.assert_running("restarting k3s");
     }
     let runs = runs(dir, "server");
-    let restarts: Vec<(u128, String)> =
-        hub.notes().into_iter().filter(|(_, m)| m.contains("restarting k3s server in")).collect();
+    let restarts: Vec<(u128, String)> = hub
+        .notes()
+        .into_iter()
+        .filter(|(_, m)| m.contains("restarting k3s server in"))
+        .collect();
     assert_eq!(restarts.len(), 3, "{restarts:#?}");
-    let gaps: Vec<u128> = (0..3).map(|i| runs[i + 1].started_ms.saturating_sub(restarts[i].0)).collect();
+    let gaps: Vec<u128> = (0..3)
+        .map(|i| runs[i + 1].started_ms.saturating_sub(restarts[i].0))
+        .collect();
     for (gap, want) in gaps.iter().zip([300u128, 600, 1200]) {
-        assert!(*gap + 20 >= want, "restart after {gap} ms, backoff was {want} ms: {gaps:?}");
+        assert!(
+            *gap + 20 >= want,
+            "restart after {gap} ms, backoff was {want} ms: {gaps:?}"
+        );
     }
-    assert!(gaps[0] < gaps[1] && gaps[1] < gaps[2], "delays must grow: {gaps:?}");
-    assert!(restarts[0].1.contains("killed by signal 9 (SIGKILL)"), "{}", restarts[0].1);
+    assert!(
+        gaps[0] < gaps[1] && gaps[1] < gaps[2],
+        "delays must grow: {gaps:?}"
+    );
+    assert!(
+        restarts[0].1.contains("killed by signal 9 (SIGKILL)"),
+        "{}",
+        restarts[0].1
+    );
     ping_all(&s.pair.b, HUB_IP, 3);
 
     // edgewire itself crashes: its TUN goes with it, k3s (own process group) is orphaned.
     let orphan = runs[3].pid;
     hub.child.signal(Signal::SIGKILL);
     let _ = hub.child.wait_timeout(Duration::from_secs(5));
-    wait::wait_until("the crashed hub's TUN to vanish", Duration::from_secs(5), || !s.pair.a.link_exists(&s.hub_if));
-    assert!(alive(orphan as i32), "k3s should have outlived the crashed edgewire");
+    wait::wait_until(
+        "the crashed hub's TUN to vanish",
+        Duration::from_secs(5),
+        || !s.pair.a.link_exists(&s.hub_if),
+    );
+    assert!(
+        alive(orphan as i32),
+        "k3s should have outlived the crashed edgewire"
+    );
     // The next edgewire finds it by its PID file and stops it before starting a fresh one.
     let mut hub = s.hub(&[]);
-    let all = wait_runs(dir, "server", "k3s after the crash", Duration::from_secs(20), |r| ready(r, 4));
-    let stopped = all[3].event("sigterm").unwrap_or_else(|| panic!("orphaned k3s not stopped: {:#?}", all[3]));
-    assert_eq!(stopped.value, format!("iface={} absent", s.hub_if), "the orphan ran on a dead tunnel");
+    let all = wait_runs(
+        dir,
+        "server",
+        "k3s after the crash",
+        Duration::from_secs(20),
+        |r| ready(r, 4),
+    );
+    let stopped = all[3]
+        .event("sigterm")
+        .unwrap_or_else(|| panic!("orphaned k3s not stopped: {:#?}", all[3]));
+    assert_eq!(
+        stopped.value,
+        format!("iface={} absent", s.hub_if),
+        "the orphan ran on a dead tunnel"
+    );
     let old_exit = all[3].event("exit").map(|r| r.ms).unwrap_or(u128::MAX);
     assert!(old_exit <= all[4].started_ms, "two k3s servers at once");
-    assert!(hub.child.log().contains("from an earlier edgewire run"), "{}", hub.child.log());
+    assert!(
+        hub.child.log().contains("from an earlier edgewire run"),
+        "{}",
+        hub.child.log()
+    );
     // The gateway still holds a session with the crashed hub; WireGuard starts a new handshake
     // after 15 s of sending without an answer (KEEPALIVE_TIMEOUT + REKEY_TIMEOUT).
     wait_ping(&s.pair.b, HUB_IP, Duration::from_secs(40));
@@ -308,16 +507,30 @@ fn node_password_rejected_is_not_retried_and_the_reason_is_shown() {
     let dir = &s.pair.dir;
     let mut hub = s.hub(&[]);
     let mut gw = s.agent(&[("K3S_STANDIN_PASSWORD_REJECTED", "1")]);
-    wait_runs(dir, "agent", "the rejected agent stopped", Duration::from_secs(40), |r| {
-        r.first().is_some_and(|r| r.event("sigterm").is_some())
-    });
+    wait_runs(
+        dir,
+        "agent",
+        "the rejected agent stopped",
+        Duration::from_secs(40),
+        |r| r.first().is_some_and(|r| r.event("sigterm").is_some()),
+    );
     // k3s itself retries every 2 s; edgewire must not start it again.
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(runs(dir, "agent").len(), 1, "k3s agent restarted after a fatal error");
+    assert_eq!(
+        runs(dir, "agent").len(),
+        1,
+        "k3s agent restarted after a fatal error"
+    );
     let (_, status) = gw.wait_note("not restarting", Duration::from_secs(5));
-    assert!(status.contains("Node password rejected") && status.contains("--with-node-id"), "{status}");
+    assert!(
+        status.contains("Node password rejected") && status.contains("--with-node-id"),
+        "{status}"
+    );
     let log = gw.child.log();
-    assert!(log.contains("Node password rejected") && log.contains("will not be restarted"), "{log}");
+    assert!(
+        log.contains("Node password rejected") && log.contains("will not be restarted"),
+        "{log}"
+    );
     // The tunnel stays up so the node can be reached and fixed.
     gw.child.assert_running("after the fatal error");
     assert!(s.pair.b.link_exists(&s.gw_if));

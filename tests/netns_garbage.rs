@@ -47,7 +47,13 @@ fn garbage(offload: Offload) {
     let pair = Pair::new("gbg");
     let s = Shapes::guide(&pair);
     let (hub_if, gw_if) = (wg::iface_name("gh"), wg::iface_name("gg"));
-    let mut hub = Tunnel::start(&pair.a, &pair.dir, Impl::EdgewireUp(offload), &hub_if, &s.hub);
+    let mut hub = Tunnel::start(
+        &pair.a,
+        &pair.dir,
+        Impl::EdgewireUp(offload),
+        &hub_if,
+        &s.hub,
+    );
     let mut gw = Tunnel::start(&pair.b, &pair.dir, Impl::EdgewireUp(offload), &gw_if, &s.gw);
     hub.wait_handshake(&s.gw_keys.public, Duration::from_secs(10));
     wait_ping(&pair.b, HUB_IP, Duration::from_secs(5));
@@ -79,7 +85,10 @@ fn garbage(offload: Offload) {
     let status = hub.stop(Signal::SIGTERM, Duration::from_secs(10));
     assert!(status.success(), "hub exit {status:?}");
     let log = hub.daemon.log();
-    let line = log.lines().find(|l| l.contains("dropped packets:")).unwrap_or_else(|| panic!("no drop counters in log:\n{log}"));
+    let line = log
+        .lines()
+        .find(|l| l.contains("dropped packets:"))
+        .unwrap_or_else(|| panic!("no drop counters in log:\n{log}"));
     let count = |name: &str| -> u64 {
         line.split_whitespace()
             .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
@@ -88,9 +97,12 @@ fn garbage(offload: Offload) {
     };
     let dropped = count("rx_invalid") + count("rx_unknown_peer") + count("rx_rejected");
     // Empty datagrams never reach us as datagrams; everything else must be counted.
-    assert!(dropped >= (sent as u64) * 9 / 10, "{dropped} of {sent} junk datagrams counted: {line}");
+    assert!(
+        dropped >= (sent as u64) * 9 / 10,
+        "{dropped} of {sent} junk datagrams counted: {line}"
+    );
     eprintln!("{test}: {line}");
-    drop(gw.stop(Signal::SIGTERM, Duration::from_secs(10)));
+    let _ = gw.stop(Signal::SIGTERM, Duration::from_secs(10));
 }
 
 #[test]

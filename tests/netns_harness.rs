@@ -19,12 +19,21 @@ fn names_are_unique_and_fit_ifnamsiz() {
     sorted.sort();
     sorted.dedup();
     assert_eq!(sorted.len(), names.len(), "duplicate interface names");
-    assert!(names.iter().all(|n| n.len() <= 15 && n.starts_with("ewabc")), "{names:?}");
+    assert!(
+        names
+            .iter()
+            .all(|n| n.len() <= 15 && n.starts_with("ewabc")),
+        "{names:?}"
+    );
 }
 
 #[test]
 fn missing_prerequisites_skip_locally() {
-    assert!(!common::require_root_in("prereq check", &["edgewire-no-such-tool"], false));
+    assert!(!common::require_root_in(
+        "prereq check",
+        &["edgewire-no-such-tool"],
+        false
+    ));
 }
 
 #[test]
@@ -45,13 +54,21 @@ fn netns_and_children_are_removed_even_when_the_test_panics() {
         let _veth = common::netns::VethPair::new(&ns, &pair_peer);
         let child = ns.cmd(&["sleep", "600"]).spawn();
         seen = (ns.name().to_string(), child.pid());
-        assert!(std::path::Path::new("/var/run/netns").join(ns.name()).exists());
+        assert!(std::path::Path::new("/var/run/netns")
+            .join(ns.name())
+            .exists());
         panic!("deliberate panic: checking cleanup on unwind (expected in the log)");
     }));
     assert!(res.is_err());
     let (name, pid) = seen;
-    assert!(!std::path::Path::new("/var/run/netns").join(&name).exists(), "{name} left behind");
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "child {pid} still running after drop");
+    assert!(
+        !std::path::Path::new("/var/run/netns").join(&name).exists(),
+        "{name} left behind"
+    );
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "child {pid} still running after drop"
+    );
 }
 
 #[test]
@@ -66,7 +83,11 @@ fn enter_puts_sockets_in_the_namespace() {
     let bound = a.enter(|| std::net::TcpListener::bind((veth.a_ip, 0)));
     assert!(bound.is_ok(), "bind in {}: {bound:?}", a.name());
     let outside = std::net::TcpListener::bind((veth.a_ip, 0));
-    assert!(outside.is_err(), "{} is bindable outside its namespace", veth.a_ip);
+    assert!(
+        outside.is_err(),
+        "{} is bindable outside its namespace",
+        veth.a_ip
+    );
     let r = transfer(&b, &a, veth.a_ip, 1 << 20, Duration::from_secs(20));
     assert_eq!(r.bytes, 1 << 20);
 }
@@ -85,7 +106,10 @@ fn wireguard_go_pair_baseline() {
     let mut gw = Tunnel::start(&pair.b, &pair.dir, Impl::WireguardGo, &gw_if, &s.gw);
 
     let hs = gw.wait_handshake(&s.hub_keys.public, Duration::from_secs(10));
-    assert!(hs.abs_diff(wg::unix_now()) < 60, "handshake time {hs} is not UNIX time");
+    assert!(
+        hs.abs_diff(wg::unix_now()) < 60,
+        "handshake time {hs} is not UNIX time"
+    );
     hub.wait_handshake(&s.gw_keys.public, Duration::from_secs(5));
 
     wait_ping(&pair.b, HUB_IP, Duration::from_secs(5));
@@ -101,10 +125,15 @@ fn wireguard_go_pair_baseline() {
     );
 
     let d = hub.dump();
-    let p = d.peer(&s.gw_keys.public).expect("gateway peer in hub's dump");
+    let p = d
+        .peer(&s.gw_keys.public)
+        .expect("gateway peer in hub's dump");
     assert!(p.rx > 16 << 20 && p.tx > 16 << 20, "counters: {p:?}");
     assert_eq!(d.iface.listen_port, 51820);
-    assert!(p.endpoint.starts_with(&pair.veth.b_ip.to_string()), "roamed endpoint: {p:?}");
+    assert!(
+        p.endpoint.starts_with(&pair.veth.b_ip.to_string()),
+        "roamed endpoint: {p:?}"
+    );
 
     // wireguard-go's own lifecycle, the reference for edgewire's: SIGTERM removes both.
     let st = gw.stop(Signal::SIGTERM, Duration::from_secs(5));

@@ -17,7 +17,11 @@ const EIGHT_MB: u64 = 8 << 20;
 /// edgewire is the gateway (`edgewire up`, has the Endpoint) when `edgewire_initiates`,
 /// otherwise the hub (listening, no Endpoint) and wireguard-go initiates.
 fn interop(offload: Offload, edgewire_initiates: bool) {
-    let who = if edgewire_initiates { "edgewire" } else { "wireguard-go" };
+    let who = if edgewire_initiates {
+        "edgewire"
+    } else {
+        "wireguard-go"
+    };
     let test = format!("edgewire ↔ wireguard-go, {who} initiates ({offload:?})");
     if !common::require_root(&test, &["wireguard-go"]) {
         return;
@@ -33,15 +37,24 @@ fn interop(offload: Offload, edgewire_initiates: bool) {
     let mut hub = Tunnel::start(&pair.a, &pair.dir, hub_imp, &hub_if, &s.hub);
     let mut gw = Tunnel::start(&pair.b, &pair.dir, gw_imp, &gw_if, &s.gw);
 
-    assert_eq!(gw.latest_handshake(&s.hub_keys.public), 0, "handshake before any traffic");
+    assert_eq!(
+        gw.latest_handshake(&s.hub_keys.public),
+        0,
+        "handshake before any traffic"
+    );
     wait_ping(&pair.b, HUB_IP, Duration::from_secs(10));
     let hs = gw.wait_handshake(&s.hub_keys.public, Duration::from_secs(5));
-    assert!(hs.abs_diff(wg::unix_now()) < 60, "handshake time {hs} is not UNIX time");
+    assert!(
+        hs.abs_diff(wg::unix_now()) < 60,
+        "handshake time {hs} is not UNIX time"
+    );
     hub.wait_handshake(&s.gw_keys.public, Duration::from_secs(5));
 
     // The responder learned the initiator's endpoint (it was never configured).
     let learned = hub.dump();
-    let p = learned.peer(&s.gw_keys.public).expect("gateway in the hub's dump");
+    let p = learned
+        .peer(&s.gw_keys.public)
+        .expect("gateway in the hub's dump");
     assert!(
         p.endpoint.starts_with(&format!("{}:", pair.veth.b_ip)),
         "{test}: hub did not learn the gateway's endpoint: {p:?}"

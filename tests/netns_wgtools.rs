@@ -28,13 +28,31 @@ fn setup(tag: &str) -> Setup {
     let psk = wg::genpsk();
     s.hub.peers[0].preshared_key = Some(psk.clone());
     s.gw.peers[0].preshared_key = Some(psk.clone());
-    Setup { pair, s, psk, hub_if: wg::iface_name("th"), gw_if: wg::iface_name("tg") }
+    Setup {
+        pair,
+        s,
+        psk,
+        hub_if: wg::iface_name("th"),
+        gw_if: wg::iface_name("tg"),
+    }
 }
 
 /// Both sides up, handshake done, one ping answered.
 fn start<'a>(x: &'a Setup, offload: Offload) -> (Tunnel<'a>, Tunnel<'a>) {
-    let mut hub = Tunnel::start(&x.pair.a, &x.pair.dir, Impl::EdgewireUp(offload), &x.hub_if, &x.s.hub);
-    let mut gw = Tunnel::start(&x.pair.b, &x.pair.dir, Impl::EdgewireTun(offload), &x.gw_if, &x.s.gw);
+    let mut hub = Tunnel::start(
+        &x.pair.a,
+        &x.pair.dir,
+        Impl::EdgewireUp(offload),
+        &x.hub_if,
+        &x.s.hub,
+    );
+    let mut gw = Tunnel::start(
+        &x.pair.b,
+        &x.pair.dir,
+        Impl::EdgewireTun(offload),
+        &x.gw_if,
+        &x.s.gw,
+    );
     gw.wait_handshake(&x.s.hub_keys.public, Duration::from_secs(10));
     hub.wait_handshake(&x.s.gw_keys.public, Duration::from_secs(5));
     wait_ping(&x.pair.b, HUB_IP, Duration::from_secs(5));
@@ -65,7 +83,11 @@ fn show_dump_showconf(offload: Offload) {
         "transfer: ".to_string(),
         "persistent keepalive: every 21 seconds".to_string(),
     ] {
-        assert!(show.contains(&want), "`wg show {}` lacks {want:?}:\n{show}", x.hub_if);
+        assert!(
+            show.contains(&want),
+            "`wg show {}` lacks {want:?}:\n{show}",
+            x.hub_if
+        );
     }
 
     // `wg show IFACE dump`: every field, handshake as UNIX time.
@@ -90,7 +112,10 @@ fn show_dump_showconf(offload: Offload) {
     assert_eq!(p.keepalive, "21");
     // The single-field forms agree with the dump.
     let eps = hub.wg(&["show", &x.hub_if, "endpoints"]).check().stdout;
-    assert!(eps.contains(&format!("{}\t{}", x.s.gw_keys.public, p.endpoint)), "{eps}");
+    assert!(
+        eps.contains(&format!("{}\t{}", x.s.gw_keys.public, p.endpoint)),
+        "{eps}"
+    );
     let pk = hub.wg(&["show", &x.hub_if, "public-key"]).check().stdout;
     assert_eq!(pk.trim(), x.s.hub_keys.public);
 
@@ -107,11 +132,15 @@ fn show_dump_showconf(offload: Offload) {
         format!("Endpoint = {}", p.endpoint),
         "PersistentKeepalive = 21".to_string(),
     ] {
-        assert!(conf.contains(&want), "`wg showconf` lacks {want:?}:\n{conf}");
+        assert!(
+            conf.contains(&want),
+            "`wg showconf` lacks {want:?}:\n{conf}"
+        );
     }
     // Feeding it back unchanged through `wg syncconf` changes nothing and keeps the session.
     let path = x.pair.dir.write("showconf.conf", &conf);
-    hub.wg(&["syncconf", &x.hub_if, &path.to_string_lossy()]).check();
+    hub.wg(&["syncconf", &x.hub_if, &path.to_string_lossy()])
+        .check();
     let after = hub.dump();
     assert_eq!(after.peers.len(), 1);
     assert_eq!(
@@ -127,11 +156,37 @@ fn churn(x: &Setup, hub: &Tunnel, gw: &Tunnel, gw_endpoint: &str) {
     let hub_endpoint = format!("{}:51820", x.pair.veth.a_ip);
     for ka in ["25", "0", "21", "30", "21"] {
         let (hub_peer, gw_peer) = (x.s.gw_keys.public.as_str(), x.s.hub_keys.public.as_str());
-        let args = ["set", &x.hub_if, "peer", hub_peer, "endpoint", gw_endpoint, "persistent-keepalive", ka];
+        let args = [
+            "set",
+            &x.hub_if,
+            "peer",
+            hub_peer,
+            "endpoint",
+            gw_endpoint,
+            "persistent-keepalive",
+            ka,
+        ];
         hub.wg(&args).check();
-        let args = ["set", &x.gw_if, "peer", gw_peer, "endpoint", &hub_endpoint, "persistent-keepalive", ka];
+        let args = [
+            "set",
+            &x.gw_if,
+            "peer",
+            gw_peer,
+            "endpoint",
+            &hub_endpoint,
+            "persistent-keepalive",
+            ka,
+        ];
         gw.wg(&args).check();
-        hub.wg(&["set", &x.hub_if, "peer", hub_peer, "allowed-ips", "10.8.0.0/24"]).check();
+        hub.wg(&[
+            "set",
+            &x.hub_if,
+            "peer",
+            hub_peer,
+            "allowed-ips",
+            "10.8.0.0/24",
+        ])
+        .check();
         std::thread::sleep(Duration::from_millis(150));
     }
 }
@@ -175,7 +230,12 @@ fn set_on_established_peer(offload: Offload) {
         pr.received,
         pr.transmitted
     );
-    assert_eq!((pr.transmitted, pr.received), (20, 20), "pings lost while `wg set` ran:\n{}", pr.output);
+    assert_eq!(
+        (pr.transmitted, pr.received),
+        (20, 20),
+        "pings lost while `wg set` ran:\n{}",
+        pr.output
+    );
 
     hub.daemon.assert_running("after wg set");
     gw.daemon.assert_running("after wg set");
@@ -184,8 +244,16 @@ fn set_on_established_peer(offload: Offload) {
     assert_eq!(d.peers[0].endpoint, gw_endpoint);
     assert_eq!(d.peers[0].allowed_ips, "10.8.0.0/24");
     // No re-handshake was needed: the session survived every change.
-    assert_eq!(hub.latest_handshake(&x.s.gw_keys.public), hs_hub, "hub re-handshook after wg set");
-    assert_eq!(gw.latest_handshake(&x.s.hub_keys.public), hs_gw, "gateway re-handshook after wg set");
+    assert_eq!(
+        hub.latest_handshake(&x.s.gw_keys.public),
+        hs_hub,
+        "hub re-handshook after wg set"
+    );
+    assert_eq!(
+        gw.latest_handshake(&x.s.hub_keys.public),
+        hs_gw,
+        "gateway re-handshook after wg set"
+    );
     ping_all(&x.pair.b, HUB_IP, 3);
 }
 
@@ -206,7 +274,8 @@ fn syncconf_adds_and_removes(offload: Offload) {
         ..Default::default()
     });
     let p3 = x.pair.dir.write("with-third.conf", &with_third.wg());
-    hub.wg(&["syncconf", &x.hub_if, &p3.to_string_lossy()]).check();
+    hub.wg(&["syncconf", &x.hub_if, &p3.to_string_lossy()])
+        .check();
     let d = hub.dump();
     assert_eq!(d.peers.len(), 2, "after adding: {d:?}");
     let added = d.peer(&third.public).expect("third peer after syncconf");
@@ -217,17 +286,26 @@ fn syncconf_adds_and_removes(offload: Offload) {
     assert_eq!(added.latest_handshake, 0);
     // The established peer is untouched and still carries traffic.
     ping_all(&x.pair.a, GW_IP, 3);
-    assert_eq!(hub.latest_handshake(&x.s.gw_keys.public), hs, "syncconf reset the existing peer");
+    assert_eq!(
+        hub.latest_handshake(&x.s.gw_keys.public),
+        hs,
+        "syncconf reset the existing peer"
+    );
 
     let p1 = x.pair.dir.write("original.conf", &x.s.hub.wg());
-    hub.wg(&["syncconf", &x.hub_if, &p1.to_string_lossy()]).check();
+    hub.wg(&["syncconf", &x.hub_if, &p1.to_string_lossy()])
+        .check();
     let d = hub.dump();
     assert_eq!(d.peers.len(), 1, "after removing: {d:?}");
     assert!(d.peer(&third.public).is_none());
     assert_eq!(d.peers[0].allowed_ips, "10.8.0.0/24");
     ping_all(&x.pair.a, GW_IP, 3);
     ping_all(&x.pair.b, HUB_IP, 3);
-    assert_eq!(hub.latest_handshake(&x.s.gw_keys.public), hs, "syncconf reset the existing peer");
+    assert_eq!(
+        hub.latest_handshake(&x.s.gw_keys.public),
+        hs,
+        "syncconf reset the existing peer"
+    );
 }
 
 /// Issue 2 item 7: a peer's endpoint follows its latest authenticated packet.
@@ -239,10 +317,22 @@ fn roaming(offload: Offload) {
     let (hub, _gw) = start(&x, offload);
     let real = hub.dump().peers[0].endpoint.clone();
     // Point the hub at a dead address, then let the gateway send: the hub must follow.
-    hub.wg(&["set", &x.hub_if, "peer", &x.s.gw_keys.public, "endpoint", "198.18.0.99:9"]).check();
+    hub.wg(&[
+        "set",
+        &x.hub_if,
+        "peer",
+        &x.s.gw_keys.public,
+        "endpoint",
+        "198.18.0.99:9",
+    ])
+    .check();
     assert_eq!(hub.dump().peers[0].endpoint, "198.18.0.99:9");
     ping_all(&x.pair.b, HUB_IP, 3);
-    assert_eq!(hub.dump().peers[0].endpoint, real, "hub did not roam back to the gateway's address");
+    assert_eq!(
+        hub.dump().peers[0].endpoint,
+        real,
+        "hub did not roam back to the gateway's address"
+    );
     ping_all(&x.pair.a, GW_IP, 3);
 }
 

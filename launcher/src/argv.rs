@@ -19,8 +19,14 @@ use crate::labels::{self, LabelError};
 
 /// Environment variables that belong to edgewire's own service manager contract and must not
 /// leak into k3s (it gets its own `NOTIFY_SOCKET` from the supervisor).
-pub const ENV_REMOVE: &[&str] =
-    &["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
+pub const ENV_REMOVE: &[&str] = &[
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+];
 
 /// Flags whose value is looked at in the extra arguments (after alias → long name).
 const SCANNED: &[&str] = &[
@@ -41,7 +47,10 @@ const SCANNED: &[&str] = &[
 pub enum Role {
     Server,
     /// `url` is normalized (`https://HOST:PORT`).
-    Agent { url: String, token_file: PathBuf },
+    Agent {
+        url: String,
+        token_file: PathBuf,
+    },
 }
 
 impl Role {
@@ -59,9 +68,19 @@ pub enum ArgvError {
         "{place} sets --{flag} {theirs}, but edgewire sets --{flag} {ours} ({why}); \
          remove {flag} from {place} or set it to {ours}"
     )]
-    Conflict { flag: &'static str, ours: String, theirs: String, place: String, why: &'static str },
+    Conflict {
+        flag: &'static str,
+        ours: String,
+        theirs: String,
+        place: String,
+        why: &'static str,
+    },
     #[error("{place} must not contain --{flag}: {why}")]
-    Forbidden { flag: String, place: String, why: &'static str },
+    Forbidden {
+        flag: String,
+        place: String,
+        why: &'static str,
+    },
     #[error(transparent)]
     Label(#[from] LabelError),
 }
@@ -101,7 +120,9 @@ pub fn scan_extra(extra: &[OsString]) -> Vec<ExtraFlag> {
     let mut out = Vec::new();
     let mut it = extra.iter().map(|a| a.to_string_lossy().into_owned());
     while let Some(arg) = it.next() {
-        let Some(body) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else { continue };
+        let Some(body) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
+            continue;
+        };
         let (name, inline) = match body.split_once('=') {
             Some((n, v)) => (n, Some(v.to_string())),
             None => (body, None),
@@ -114,7 +135,10 @@ pub fn scan_extra(extra: &[OsString]) -> Vec<ExtraFlag> {
             Some(v) => v,
             None => it.next().unwrap_or_default(),
         };
-        out.push(ExtraFlag { name: name.to_string(), value });
+        out.push(ExtraFlag {
+            name: name.to_string(),
+            value,
+        });
     }
     out
 }
@@ -133,19 +157,37 @@ pub fn build(input: &ArgvInput<'_>) -> Result<K3sCommand, ArgvError> {
         args.extend(["--node-ip".into(), ip.clone().into()]);
     }
     if *input.role == Role::Server {
-        if want("advertise-address", &ip, why_ip, input, &extra, &extra_place)? {
+        if want(
+            "advertise-address",
+            &ip,
+            why_ip,
+            input,
+            &extra,
+            &extra_place,
+        )? {
             args.extend(["--advertise-address".into(), ip.clone().into()]);
         }
         // A list flag: k3s appends ours to the file's list, so only a duplicate is skipped.
         let present = extra.iter().any(|f| f.name == "tls-san" && f.value == ip)
-            || input.file_config.get("tls-san").is_some_and(|s| s.values.contains(&ip));
+            || input
+                .file_config
+                .get("tls-san")
+                .is_some_and(|s| s.values.contains(&ip));
         if !present {
             args.extend(["--tls-san".into(), ip.clone().into()]);
         }
     }
-    let why_iface = "flannel must use the tunnel; otherwise it picks the default-route interface and pods \
+    let why_iface =
+        "flannel must use the tunnel; otherwise it picks the default-route interface and pods \
                      on different sites cannot reach each other";
-    if want("flannel-iface", input.iface, why_iface, input, &extra, &extra_place)? {
+    if want(
+        "flannel-iface",
+        input.iface,
+        why_iface,
+        input,
+        &extra,
+        &extra_place,
+    )? {
         args.extend(["--flannel-iface".into(), input.iface.into()]);
     }
     for l in input.labels {
@@ -158,11 +200,18 @@ pub fn build(input: &ArgvInput<'_>) -> Result<K3sCommand, ArgvError> {
     if let Role::Agent { url, token_file } = input.role {
         check_agent_file_config(input.file_config, url, token_file)?;
         env.push(("K3S_URL".to_string(), OsString::from(url)));
-        env.push(("K3S_TOKEN_FILE".to_string(), token_file.clone().into_os_string()));
+        env.push((
+            "K3S_TOKEN_FILE".to_string(),
+            token_file.clone().into_os_string(),
+        ));
         // A K3S_TOKEN inherited from the environment would compete with the file.
         env_remove.push("K3S_TOKEN");
     }
-    Ok(K3sCommand { args, env, env_remove })
+    Ok(K3sCommand {
+        args,
+        env,
+        env_remove,
+    })
 }
 
 /// Whether edgewire should pass `--flag ours` itself: no when the user already set the same
@@ -176,7 +225,11 @@ fn want(
     extra_place: &str,
 ) -> Result<bool, ArgvError> {
     let mut same = false;
-    let theirs: Vec<&str> = extra.iter().filter(|f| f.name == flag).map(|f| f.value.as_str()).collect();
+    let theirs: Vec<&str> = extra
+        .iter()
+        .filter(|f| f.name == flag)
+        .map(|f| f.value.as_str())
+        .collect();
     if !theirs.is_empty() {
         if theirs.iter().any(|v| *v != ours) {
             return Err(conflict(flag, ours, &theirs.join(" "), extra_place, why));
@@ -194,8 +247,20 @@ fn want(
     Ok(!same)
 }
 
-fn conflict(flag: &'static str, ours: &str, theirs: &str, place: &str, why: &'static str) -> ArgvError {
-    ArgvError::Conflict { flag, ours: ours.to_string(), theirs: theirs.to_string(), place: place.to_string(), why }
+fn conflict(
+    flag: &'static str,
+    ours: &str,
+    theirs: &str,
+    place: &str,
+    why: &'static str,
+) -> ArgvError {
+    ArgvError::Conflict {
+        flag,
+        ours: ours.to_string(),
+        theirs: theirs.to_string(),
+        place: place.to_string(),
+        why,
+    }
 }
 
 fn validate_labels(input: &ArgvInput<'_>, extra: &[ExtraFlag]) -> Result<(), LabelError> {
@@ -228,23 +293,53 @@ fn forbid_secrets_in_argv(role: &Role, extra: &[ExtraFlag], place: &str) -> Resu
             ("server", Role::Agent { .. }) => "edgewire passes K3S_URL from its own --server",
             _ => continue,
         };
-        return Err(ArgvError::Forbidden { flag: f.name.clone(), place: place.to_string(), why });
+        return Err(ArgvError::Forbidden {
+            flag: f.name.clone(),
+            place: place.to_string(),
+            why,
+        });
     }
     Ok(())
 }
 
-fn check_agent_file_config(cfg: &K3sFileConfig, url: &str, token_file: &std::path::Path) -> Result<(), ArgvError> {
+fn check_agent_file_config(
+    cfg: &K3sFileConfig,
+    url: &str,
+    token_file: &std::path::Path,
+) -> Result<(), ArgvError> {
     let token_file = token_file.display().to_string();
     let checks: [(&'static str, &str, &'static str); 3] = [
-        ("server", url, "the agent joins the hub given to edgewire's --server, through the tunnel"),
-        ("token-file", &token_file, "the agent uses the token file given to edgewire's --token-file"),
-        ("token", "(none)", "the agent uses the token file given to edgewire's --token-file"),
+        (
+            "server",
+            url,
+            "the agent joins the hub given to edgewire's --server, through the tunnel",
+        ),
+        (
+            "token-file",
+            &token_file,
+            "the agent uses the token file given to edgewire's --token-file",
+        ),
+        (
+            "token",
+            "(none)",
+            "the agent uses the token file given to edgewire's --token-file",
+        ),
     ];
     for (flag, ours, why) in checks {
         if let Some(s) = cfg.get(flag) {
             if s.values.iter().any(|v| v != ours) {
-                let theirs = if flag == "token" { "<redacted>".to_string() } else { s.values.join(",") };
-                return Err(conflict(flag, ours, &theirs, &format!("k3s config {}", s.file.display()), why));
+                let theirs = if flag == "token" {
+                    "<redacted>".to_string()
+                } else {
+                    s.values.join(",")
+                };
+                return Err(conflict(
+                    flag,
+                    ours,
+                    &theirs,
+                    &format!("k3s config {}", s.file.display()),
+                    why,
+                ));
             }
         }
     }
@@ -260,11 +355,26 @@ mod tests {
     }
 
     fn strs(c: &K3sCommand) -> Vec<String> {
-        c.args.iter().map(|a| a.to_string_lossy().into_owned()).collect()
+        c.args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
     }
 
-    fn input<'a>(role: &'a Role, extra: &'a [OsString], cfg: &'a K3sFileConfig, labels: &'a [String]) -> ArgvInput<'a> {
-        ArgvInput { role, iface: "wg0", node_ip: "10.8.0.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])), labels, extra, file_config: cfg }
+    fn input<'a>(
+        role: &'a Role,
+        extra: &'a [OsString],
+        cfg: &'a K3sFileConfig,
+        labels: &'a [String],
+    ) -> ArgvInput<'a> {
+        ArgvInput {
+            role,
+            iface: "wg0",
+            node_ip: "10.8.0.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
+            labels,
+            extra,
+            file_config: cfg,
+        }
     }
 
     fn file_config(yaml: &str) -> K3sFileConfig {
@@ -284,7 +394,19 @@ mod tests {
         let c = build(&input(&Role::Server, &extra, &cfg, &[])).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             strs(&c),
-            ["server", "--node-ip", "10.8.0.1", "--advertise-address", "10.8.0.1", "--tls-san", "10.8.0.1", "--flannel-iface", "wg0", "--disable", "traefik"]
+            [
+                "server",
+                "--node-ip",
+                "10.8.0.1",
+                "--advertise-address",
+                "10.8.0.1",
+                "--tls-san",
+                "10.8.0.1",
+                "--flannel-iface",
+                "wg0",
+                "--disable",
+                "traefik"
+            ]
         );
         assert!(!strs(&c).iter().any(|a| a.contains("external")));
         assert!(c.env.is_empty());
@@ -293,7 +415,10 @@ mod tests {
 
     #[test]
     fn agent_gets_url_and_token_file_in_env_only() {
-        let role = Role::Agent { url: "https://10.8.0.1:6443".into(), token_file: "/etc/edgewire/token".into() };
+        let role = Role::Agent {
+            url: "https://10.8.0.1:6443".into(),
+            token_file: "/etc/edgewire/token".into(),
+        };
         let labels = vec!["site=tucson".to_string()];
         let extra = os(&["--node-external-ip=203.0.113.7"]);
         let cfg = K3sFileConfig::default();
@@ -302,10 +427,23 @@ mod tests {
         let c = build(&i).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             strs(&c),
-            ["agent", "--node-ip", "10.8.0.2", "--flannel-iface", "wg0", "--node-label", "site=tucson", "--node-external-ip=203.0.113.7"]
+            [
+                "agent",
+                "--node-ip",
+                "10.8.0.2",
+                "--flannel-iface",
+                "wg0",
+                "--node-label",
+                "site=tucson",
+                "--node-external-ip=203.0.113.7"
+            ]
         );
-        assert!(c.env.contains(&("K3S_URL".into(), "https://10.8.0.1:6443".into())));
-        assert!(c.env.contains(&("K3S_TOKEN_FILE".into(), "/etc/edgewire/token".into())));
+        assert!(c
+            .env
+            .contains(&("K3S_URL".into(), "https://10.8.0.1:6443".into())));
+        assert!(c
+            .env
+            .contains(&("K3S_TOKEN_FILE".into(), "/etc/edgewire/token".into())));
         assert!(c.env_remove.contains(&"K3S_TOKEN"));
     }
 
@@ -314,41 +452,107 @@ mod tests {
         let cfg = file_config("node-ip: 10.8.0.1\ntls-san: [10.8.0.1, hub.example]\n");
         let extra = os(&["--flannel-iface=wg0"]);
         let c = build(&input(&Role::Server, &extra, &cfg, &[])).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(strs(&c), ["server", "--advertise-address", "10.8.0.1", "--flannel-iface=wg0"]);
+        assert_eq!(
+            strs(&c),
+            [
+                "server",
+                "--advertise-address",
+                "10.8.0.1",
+                "--flannel-iface=wg0"
+            ]
+        );
 
         let cfg = file_config("node-ip: 192.168.0.129\n");
-        let e = build(&input(&Role::Server, &[], &cfg, &[])).unwrap_err().to_string();
-        assert!(e.contains("config.yaml sets --node-ip 192.168.0.129") && e.contains("10.8.0.1"), "{e}");
+        let e = build(&input(&Role::Server, &[], &cfg, &[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("config.yaml sets --node-ip 192.168.0.129") && e.contains("10.8.0.1"),
+            "{e}"
+        );
 
         let extra = os(&["-flannel-iface", "eth0"]);
-        let e = build(&input(&Role::Server, &extra, &K3sFileConfig::default(), &[])).unwrap_err().to_string();
-        assert!(e.contains("extra k3s arguments") && e.contains("--flannel-iface eth0") && e.contains("flannel must use the tunnel"), "{e}");
+        let e = build(&input(
+            &Role::Server,
+            &extra,
+            &K3sFileConfig::default(),
+            &[],
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("extra k3s arguments")
+                && e.contains("--flannel-iface eth0")
+                && e.contains("flannel must use the tunnel"),
+            "{e}"
+        );
     }
 
     #[test]
     fn tokens_on_the_command_line_are_refused() {
         let extra = os(&["--token", "s3cret"]);
-        let e = build(&input(&Role::Server, &extra, &K3sFileConfig::default(), &[])).unwrap_err().to_string();
-        assert!(e.contains("--token") && e.contains("ps") && !e.contains("s3cret"), "{e}");
-        let role = Role::Agent { url: "https://10.8.0.1:6443".into(), token_file: "/t".into() };
-        for bad in [&["-t", "x"][..], &["--server=https://1.2.3.4:6443"], &["--token-file", "/x"]] {
-            assert!(matches!(build(&input(&role, &os(bad), &K3sFileConfig::default(), &[])), Err(ArgvError::Forbidden { .. })), "{bad:?}");
+        let e = build(&input(
+            &Role::Server,
+            &extra,
+            &K3sFileConfig::default(),
+            &[],
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("--token") && e.contains("ps") && !e.contains("s3cret"),
+            "{e}"
+        );
+        let role = Role::Agent {
+            url: "https://10.8.0.1:6443".into(),
+            token_file: "/t".into(),
+        };
+        for bad in [
+            &["-t", "x"][..],
+            &["--server=https://1.2.3.4:6443"],
+            &["--token-file", "/x"],
+        ] {
+            assert!(
+                matches!(
+                    build(&input(&role, &os(bad), &K3sFileConfig::default(), &[])),
+                    Err(ArgvError::Forbidden { .. })
+                ),
+                "{bad:?}"
+            );
         }
         let cfg = file_config("token: s3cret\n");
-        let e = build(&input(&role, &[], &cfg, &[])).unwrap_err().to_string();
+        let e = build(&input(&role, &[], &cfg, &[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("token") && !e.contains("s3cret"), "{e}");
         let cfg = file_config("server: https://192.168.0.1:6443\n");
-        assert!(build(&input(&role, &[], &cfg, &[])).unwrap_err().to_string().contains("192.168.0.1"));
+        assert!(build(&input(&role, &[], &cfg, &[]))
+            .unwrap_err()
+            .to_string()
+            .contains("192.168.0.1"));
     }
 
     #[test]
     fn labels_from_every_source_are_validated() {
         let bad = vec!["location=International Widgets, Inc.".to_string()];
-        assert!(matches!(build(&input(&Role::Server, &[], &K3sFileConfig::default(), &bad)), Err(ArgvError::Label(_))));
+        assert!(matches!(
+            build(&input(&Role::Server, &[], &K3sFileConfig::default(), &bad)),
+            Err(ArgvError::Label(_))
+        ));
         let extra = os(&["--node-label", "service=electric car charger controller"]);
-        let e = build(&input(&Role::Server, &extra, &K3sFileConfig::default(), &[])).unwrap_err().to_string();
+        let e = build(&input(
+            &Role::Server,
+            &extra,
+            &K3sFileConfig::default(),
+            &[],
+        ))
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("extra k3s arguments"), "{e}");
         let cfg = file_config("node-label:\n  - \"a=b c\"\n");
-        assert!(build(&input(&Role::Server, &[], &cfg, &[])).unwrap_err().to_string().contains("config.yaml"));
+        assert!(build(&input(&Role::Server, &[], &cfg, &[]))
+            .unwrap_err()
+            .to_string()
+            .contains("config.yaml"));
     }
 }

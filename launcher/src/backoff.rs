@@ -18,7 +18,12 @@ impl Backoff {
     /// `base` is clamped to at least 1 ms.
     pub fn new(base: Duration, reset_after: Duration) -> Self {
         let base = base.max(Duration::from_millis(1));
-        Self { base, cap: base.saturating_mul(60), reset_after, next: base }
+        Self {
+            base,
+            cap: base.saturating_mul(60),
+            reset_after,
+            next: base,
+        }
     }
 
     /// The delay before the next start, after a run that lasted `ran_for`.
@@ -51,8 +56,13 @@ mod tests {
     #[test]
     fn scaled_base_for_tests() {
         let mut b = Backoff::new(Duration::from_millis(100), DEFAULT_RESET_AFTER);
-        let d: Vec<u128> = (0..4).map(|_| b.after_exit(Duration::ZERO).as_millis()).collect();
+        let d: Vec<u128> = (0..4)
+            .map(|_| b.after_exit(Duration::ZERO).as_millis())
+            .collect();
         assert_eq!(d, [100, 200, 400, 800]);
-        assert_eq!(Backoff::new(Duration::ZERO, DEFAULT_RESET_AFTER).after_exit(Duration::ZERO), Duration::from_millis(1));
+        assert_eq!(
+            Backoff::new(Duration::ZERO, DEFAULT_RESET_AFTER).after_exit(Duration::ZERO),
+            Duration::from_millis(1)
+        );
     }
 }

@@ -19,7 +19,10 @@ pub const DEFAULT_PATH: &str = "/etc/rancher/k3s/config.yaml";
 #[derive(Debug, thiserror::Error)]
 pub enum K3sConfigError {
     #[error("reading k3s config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("k3s config {path}: not valid YAML: {message}")]
     Yaml { path: PathBuf, message: String },
     #[error("k3s config {path}: the top level must be a mapping of flag names to values")]
@@ -85,9 +88,9 @@ pub fn load(path: &Path) -> Result<K3sFileConfig, K3sConfigError> {
             .map(|e| e.path())
             .filter(|p| p.is_file())
             .filter(|p| {
-                p.extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"))
+                p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                    e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml")
+                })
             })
             .collect();
         dropins.sort();
@@ -95,21 +98,33 @@ pub fn load(path: &Path) -> Result<K3sFileConfig, K3sConfigError> {
     }
     let mut config = K3sFileConfig::default();
     for file in &files {
-        let text = std::fs::read_to_string(file)
-            .map_err(|source| K3sConfigError::Read { path: file.clone(), source })?;
+        let text = std::fs::read_to_string(file).map_err(|source| K3sConfigError::Read {
+            path: file.clone(),
+            source,
+        })?;
         merge(&mut config.settings, file, &text)?;
     }
     config.files = files;
     Ok(config)
 }
 
-fn merge(settings: &mut BTreeMap<String, Setting>, file: &Path, text: &str) -> Result<(), K3sConfigError> {
-    let docs = YamlLoader::load_from_str(text)
-        .map_err(|e| K3sConfigError::Yaml { path: file.to_path_buf(), message: e.to_string() })?;
+fn merge(
+    settings: &mut BTreeMap<String, Setting>,
+    file: &Path,
+    text: &str,
+) -> Result<(), K3sConfigError> {
+    let docs = YamlLoader::load_from_str(text).map_err(|e| K3sConfigError::Yaml {
+        path: file.to_path_buf(),
+        message: e.to_string(),
+    })?;
     let hash = match docs.into_iter().next() {
         None | Some(Yaml::Null) => return Ok(()),
         Some(Yaml::Hash(h)) => h,
-        Some(_) => return Err(K3sConfigError::NotAMapping { path: file.to_path_buf() }),
+        Some(_) => {
+            return Err(K3sConfigError::NotAMapping {
+                path: file.to_path_buf(),
+            })
+        }
     };
     for (k, v) in hash {
         let Some(key) = scalar(&k) else { continue };
@@ -128,7 +143,13 @@ fn merge(settings: &mut BTreeMap<String, Setting>, file: &Path, text: &str) -> R
                 existing.file = file.to_path_buf();
             }
             _ => {
-                settings.insert(key, Setting { values, file: file.to_path_buf() });
+                settings.insert(
+                    key,
+                    Setting {
+                        values,
+                        file: file.to_path_buf(),
+                    },
+                );
             }
         }
     }
@@ -163,30 +184,59 @@ mod tests {
         std::fs::write(&main, "node-ip: 192.168.0.129\ntls-san:\n  - a.example\nwrite-kubeconfig-mode: \"0644\"\ni: 1.1.1.1\n")
             .unwrap_or_else(|e| panic!("{e}"));
         std::fs::create_dir_all(d.join("config.yaml.d")).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(d.join("config.yaml.d/10-san.yaml"), "tls-san+:\n  - b.example\ndebug: true\n")
-            .unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(d.join("config.yaml.d/20-iface.yml"), "flannel-iface: eth0\n").unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(d.join("config.yaml.d/30-ignored.txt"), "flannel-iface: nope\n").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            d.join("config.yaml.d/10-san.yaml"),
+            "tls-san+:\n  - b.example\ndebug: true\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            d.join("config.yaml.d/20-iface.yml"),
+            "flannel-iface: eth0\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            d.join("config.yaml.d/30-ignored.txt"),
+            "flannel-iface: nope\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let c = load(&main).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.files.len(), 3);
         // `i:` is node-ip's alias and, coming later, replaces it.
-        assert_eq!(c.get("node-ip").map(|s| s.values.clone()), Some(vec!["1.1.1.1".to_string()]));
-        assert_eq!(c.get("tls-san").map(|s| s.values.clone()), Some(vec!["a.example".into(), "b.example".into()]));
-        let iface = c.get("flannel-iface").cloned().unwrap_or_else(|| panic!("no flannel-iface"));
+        assert_eq!(
+            c.get("node-ip").map(|s| s.values.clone()),
+            Some(vec!["1.1.1.1".to_string()])
+        );
+        assert_eq!(
+            c.get("tls-san").map(|s| s.values.clone()),
+            Some(vec!["a.example".into(), "b.example".into()])
+        );
+        let iface = c
+            .get("flannel-iface")
+            .cloned()
+            .unwrap_or_else(|| panic!("no flannel-iface"));
         assert_eq!(iface.values, vec!["eth0"]);
         assert!(iface.file.ends_with("config.yaml.d/20-iface.yml"));
-        assert_eq!(c.get("debug").map(|s| s.values.clone()), Some(vec!["true".to_string()]));
+        assert_eq!(
+            c.get("debug").map(|s| s.values.clone()),
+            Some(vec!["true".to_string()])
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]
     fn missing_is_empty_and_broken_is_an_error() {
         let d = tmpdir("broken");
-        assert_eq!(load(&d.join("none.yaml")).map(|c| c.files.len()).ok(), Some(0));
+        assert_eq!(
+            load(&d.join("none.yaml")).map(|c| c.files.len()).ok(),
+            Some(0)
+        );
         let f = d.join("config.yaml");
         std::fs::write(&f, "node-ip: [unclosed\n").unwrap_or_else(|e| panic!("{e}"));
         let e = load(&f).unwrap_err().to_string();
-        assert!(e.contains("config.yaml") && e.contains("not valid YAML"), "{e}");
+        assert!(
+            e.contains("config.yaml") && e.contains("not valid YAML"),
+            "{e}"
+        );
         std::fs::write(&f, "- a\n- b\n").unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(load(&f), Err(K3sConfigError::NotAMapping { .. })));
         let _ = std::fs::remove_dir_all(&d);
@@ -194,8 +244,14 @@ mod tests {
 
     #[test]
     fn path_precedence() {
-        assert_eq!(config_path(Some("/e.yaml"), Some("/c.yaml")), PathBuf::from("/e.yaml"));
-        assert_eq!(config_path(Some(""), Some("/c.yaml")), PathBuf::from("/c.yaml"));
+        assert_eq!(
+            config_path(Some("/e.yaml"), Some("/c.yaml")),
+            PathBuf::from("/e.yaml")
+        );
+        assert_eq!(
+            config_path(Some(""), Some("/c.yaml")),
+            PathBuf::from("/c.yaml")
+        );
         assert_eq!(config_path(None, None), PathBuf::from(DEFAULT_PATH));
     }
 }

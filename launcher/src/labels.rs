@@ -48,7 +48,11 @@ pub struct LabelError {
 
 impl fmt::Display for LabelError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "node label {:?} (from {}) is not a valid Kubernetes label:", self.label, self.source_name)?;
+        writeln!(
+            f,
+            "node label {:?} (from {}) is not a valid Kubernetes label:",
+            self.label, self.source_name
+        )?;
         for p in &self.problems {
             writeln!(f, "  - {p}")?;
         }
@@ -113,9 +117,14 @@ fn key_problems(key: &str, problems: &mut Vec<String>) {
                 "the key prefix {p:?} is not a DNS subdomain (lowercase letters, digits, '-' and '.', \
                  at most {MAX_PREFIX} characters)"
             ));
-        } else if (p == "kubernetes.io" || p.ends_with(".kubernetes.io") || p == "k8s.io" || p.ends_with(".k8s.io"))
+        } else if (p == "kubernetes.io"
+            || p.ends_with(".kubernetes.io")
+            || p == "k8s.io"
+            || p.ends_with(".k8s.io"))
             && !KUBELET_ALLOWED.contains(&key)
-            && !KUBELET_ALLOWED_NAMESPACES.iter().any(|ns| p == *ns || p.ends_with(&format!(".{ns}")))
+            && !KUBELET_ALLOWED_NAMESPACES
+                .iter()
+                .any(|ns| p == *ns || p.ends_with(&format!(".{ns}")))
         {
             problems.push(format!(
                 "the kubelet may not set labels in the {p:?} namespace on its own node (allowed: \
@@ -135,19 +144,27 @@ fn name_problems(what: &str, s: &str, may_be_empty: bool, problems: &mut Vec<Str
     }
     let len = s.chars().count();
     if len > MAX_NAME {
-        problems.push(format!("the {what} {s:?} is {len} characters long, at most {MAX_NAME} are allowed"));
+        problems.push(format!(
+            "the {what} {s:?} is {len} characters long, at most {MAX_NAME} are allowed"
+        ));
     }
     let mut bad: Vec<char> = s.chars().filter(|c| !is_name_char(*c)).collect();
     bad.sort_unstable();
     bad.dedup();
     if !bad.is_empty() {
         let list: Vec<String> = bad.iter().map(|c| format!("{c:?}")).collect();
-        problems.push(format!("the {what} contains {}, which {} not allowed", list.join(", "), if bad.len() == 1 { "is" } else { "are" }));
+        problems.push(format!(
+            "the {what} contains {}, which {} not allowed",
+            list.join(", "),
+            if bad.len() == 1 { "is" } else { "are" }
+        ));
     }
     let first = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
     let last = s.chars().last().is_some_and(|c| c.is_ascii_alphanumeric());
     if !first || !last {
-        problems.push(format!("the {what} must begin and end with a letter or digit"));
+        problems.push(format!(
+            "the {what} must begin and end with a letter or digit"
+        ));
     }
 }
 
@@ -159,7 +176,9 @@ fn is_dns_subdomain(s: &str) -> bool {
     s.split('.').all(|part| {
         !part.is_empty()
             && part.len() <= 63
-            && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !part.starts_with('-')
             && !part.ends_with('-')
     })
@@ -209,7 +228,8 @@ fn sanitize(s: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    const GUIDE: &str = "location=International Widgets, Inc., 5601 Speedway Blvd, Tucson, AZ, USA, 85710";
+    const GUIDE: &str =
+        "location=International Widgets, Inc., 5601 Speedway Blvd, Tucson, AZ, USA, 85710";
 
     #[test]
     fn valid_labels_pass() {
@@ -233,25 +253,48 @@ mod tests {
         assert!(text.contains("is 71 characters long, at most 63"), "{text}");
         assert!(text.contains("' '") && text.contains("','"), "{text}");
         assert!(text.contains("annotation"), "{text}");
-        assert!(text.contains("kubectl annotate node NODE location='International Widgets, Inc.,"), "{text}");
+        assert!(
+            text.contains("kubectl annotate node NODE location='International Widgets, Inc.,"),
+            "{text}"
+        );
         let s = err.suggestion.clone().unwrap_or_default();
-        assert_eq!(s, "location=International-Widgets-Inc.-5601-Speedway-Blvd-Tucson-AZ-USA");
+        assert_eq!(
+            s,
+            "location=International-Widgets-Inc.-5601-Speedway-Blvd-Tucson-AZ-USA"
+        );
         assert_eq!(validate(&s, "suggestion"), Ok(()));
     }
 
     #[test]
     fn guide_service_label_gets_a_suggestion() {
         let err = validate("service=electric car charger controller", "x").unwrap_err();
-        assert_eq!(err.suggestion.as_deref(), Some("service=electric-car-charger-controller"));
+        assert_eq!(
+            err.suggestion.as_deref(),
+            Some("service=electric-car-charger-controller")
+        );
     }
 
     #[test]
     fn broken_keys() {
-        assert!(validate("novalue", "x").unwrap_err().to_string().contains("no '='"));
-        assert!(validate("=v", "x").unwrap_err().to_string().contains("key is empty"));
-        assert!(validate("-bad=v", "x").unwrap_err().to_string().contains("begin and end"));
-        assert!(validate("Example.COM/x=v", "x").unwrap_err().to_string().contains("DNS subdomain"));
-        let e = validate("kubernetes.io/role=master", "x").unwrap_err().to_string();
+        assert!(validate("novalue", "x")
+            .unwrap_err()
+            .to_string()
+            .contains("no '='"));
+        assert!(validate("=v", "x")
+            .unwrap_err()
+            .to_string()
+            .contains("key is empty"));
+        assert!(validate("-bad=v", "x")
+            .unwrap_err()
+            .to_string()
+            .contains("begin and end"));
+        assert!(validate("Example.COM/x=v", "x")
+            .unwrap_err()
+            .to_string()
+            .contains("DNS subdomain"));
+        let e = validate("kubernetes.io/role=master", "x")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("kubelet may not set"), "{e}");
         assert!(validate(&format!("k={}", "a".repeat(64)), "x").is_err());
     }

@@ -20,7 +20,9 @@ use crate::locate::{self, LocateError};
 use crate::notify::SystemdNotifier;
 use crate::pidfile::{self, PidFileError};
 use crate::probe::{ServerUrl, ServerUrlError};
-use crate::supervise::{self, HubCheck, Options, Outcome, Plan, StopHandle, StopSource, SuperviseError};
+use crate::supervise::{
+    self, HubCheck, Options, Outcome, Plan, StopHandle, StopSource, SuperviseError,
+};
 use crate::tunnel::Tunnel;
 
 /// The default run directory (k3s's PID file and notify socket).
@@ -65,15 +67,25 @@ pub enum LaunchError {
         "--server {server}: {ip} is not routed through {iface}: no [Peer] in {path} has it in \
          AllowedIPs (the agent reaches the hub through the tunnel)"
     )]
-    NotRouted { server: String, ip: IpAddr, iface: String, path: PathBuf },
-    #[error("--token-file {path}: {problem} (copy /var/lib/rancher/k3s/server/node-token from the hub)")]
+    NotRouted {
+        server: String,
+        ip: IpAddr,
+        iface: String,
+        path: PathBuf,
+    },
+    #[error(
+        "--token-file {path}: {problem} (copy /var/lib/rancher/k3s/server/node-token from the hub)"
+    )]
     TokenFile { path: PathBuf, problem: String },
     #[error(transparent)]
     K3sConfig(#[from] K3sConfigError),
     #[error(transparent)]
     Argv(#[from] ArgvError),
     #[error("creating run directory {path}: {source}")]
-    RunDir { path: PathBuf, source: std::io::Error },
+    RunDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Leftover(#[from] PidFileError),
     #[error("starting the async runtime: {0}")]
@@ -107,7 +119,11 @@ pub fn iface_name(path: &Path) -> Result<String, LaunchError> {
 /// The address k3s is bound to: the first IPv4 `Address`, else the first IPv6 one.
 pub fn tunnel_address(config: &Config) -> Option<IpAddr> {
     let addrs = &config.interface.addresses;
-    addrs.iter().find(|a| a.is_ipv4()).or_else(|| addrs.first()).map(|a| a.addr())
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .map(|a| a.addr())
 }
 
 /// Every check, in the order cheapest first; reads files but changes nothing.
@@ -122,8 +138,15 @@ pub fn prepare(spec: &LaunchSpec) -> Result<Prepared, LaunchError> {
 }
 
 /// [`prepare`] after the wg-quick file is loaded and k3s located.
-pub fn prepare_with(spec: &LaunchSpec, iface: &str, config: Config, program: PathBuf) -> Result<Prepared, LaunchError> {
-    let node_ip = tunnel_address(&config).ok_or_else(|| LaunchError::NoAddress { path: spec.wg_config.clone() })?;
+pub fn prepare_with(
+    spec: &LaunchSpec,
+    iface: &str,
+    config: Config,
+    program: PathBuf,
+) -> Result<Prepared, LaunchError> {
+    let node_ip = tunnel_address(&config).ok_or_else(|| LaunchError::NoAddress {
+        path: spec.wg_config.clone(),
+    })?;
     let (role, hub) = match &spec.role {
         RoleSpec::Server => (Role::Server, None),
         RoleSpec::Agent { server, token_file } => {
@@ -136,12 +159,29 @@ pub fn prepare_with(spec: &LaunchSpec, iface: &str, config: Config, program: Pat
                 path: spec.wg_config.clone(),
             })?;
             check_token_file(token_file)?;
-            let role = Role::Agent { url: url.url.clone(), token_file: token_file.clone() };
-            (role, Some(HubCheck { peer, server: url, addr }))
+            let role = Role::Agent {
+                url: url.url.clone(),
+                token_file: token_file.clone(),
+            };
+            (
+                role,
+                Some(HubCheck {
+                    peer,
+                    server: url,
+                    addr,
+                }),
+            )
         }
     };
-    let extra_config = argv::scan_extra(&spec.extra).into_iter().rev().find(|f| f.name == "config").map(|f| f.value);
-    let env_config = spec.k3s_config_file.as_ref().map(|p| p.to_string_lossy().into_owned());
+    let extra_config = argv::scan_extra(&spec.extra)
+        .into_iter()
+        .rev()
+        .find(|f| f.name == "config")
+        .map(|f| f.value);
+    let env_config = spec
+        .k3s_config_file
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned());
     let k3s_config_path = k3s_config::config_path(env_config.as_deref(), extra_config.as_deref());
     let file_config = k3s_config::load(&k3s_config_path)?;
     let command = argv::build(&ArgvInput {
@@ -160,7 +200,12 @@ pub fn prepare_with(spec: &LaunchSpec, iface: &str, config: Config, program: Pat
         pidfile: pidfile::path_for(&spec.run_dir, iface),
         notify_socket: spec.run_dir.join(format!("k3s-{iface}.notify")),
     };
-    Ok(Prepared { iface: iface.to_string(), config, node_ip, plan })
+    Ok(Prepared {
+        iface: iface.to_string(),
+        config,
+        node_ip,
+        plan,
+    })
 }
 
 /// The peer whose AllowedIPs route `ip` (longest prefix wins, as in the tunnel).
@@ -168,13 +213,23 @@ fn hub_peer(config: &Config, ip: IpAddr) -> Option<edgewire_tunnel::key::PublicK
     config
         .peers
         .iter()
-        .filter_map(|p| p.allowed_ips.iter().filter(|n| n.contains(ip)).map(|n| n.prefix()).max().map(|len| (len, p)))
+        .filter_map(|p| {
+            p.allowed_ips
+                .iter()
+                .filter(|n| n.contains(ip))
+                .map(|n| n.prefix())
+                .max()
+                .map(|len| (len, p))
+        })
         .max_by_key(|(len, _)| *len)
         .map(|(_, p)| p.public_key)
 }
 
 fn check_token_file(path: &Path) -> Result<(), LaunchError> {
-    let err = |problem: String| LaunchError::TokenFile { path: path.into(), problem };
+    let err = |problem: String| LaunchError::TokenFile {
+        path: path.into(),
+        problem,
+    };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
     if text.trim().is_empty() {
         return Err(err("the file is empty".into()));
@@ -189,16 +244,30 @@ pub fn run(prepared: &Prepared, spec: &LaunchSpec) -> Result<Outcome, LaunchErro
     let name = prepared.iface.clone();
     let config = prepared.config.clone();
     // The config path lets `SaveConfig = true` write the file back on the way down.
-    let opts = UpOptions { config_path: Some(spec.wg_config.clone()), ..UpOptions::default() };
+    let opts = UpOptions {
+        config_path: Some(spec.wg_config.clone()),
+        ..UpOptions::default()
+    };
     let up = || {
-        Interface::up(&name, &config, opts)
-            .map_err(|source| LaunchError::TunnelUp { iface: name.clone(), source })
+        Interface::up(&name, &config, opts).map_err(|source| LaunchError::TunnelUp {
+            iface: name.clone(),
+            source,
+        })
     };
     let down = |iface: Interface| {
         let n = iface.name().to_string();
-        iface.down().map_err(|source| LaunchError::TunnelDown { iface: n, source })
+        iface
+            .down()
+            .map_err(|source| LaunchError::TunnelDown { iface: n, source })
     };
-    run_with(prepared, spec, &systemd, Some(StopHandle::default()), up, down)
+    run_with(
+        prepared,
+        spec,
+        &systemd,
+        Some(StopHandle::default()),
+        up,
+        down,
+    )
 }
 
 /// The run sequence with any tunnel: leftover k3s, tunnel up, supervise, tunnel down.
@@ -212,7 +281,14 @@ pub fn run_with<T: Tunnel>(
     up: impl FnOnce() -> Result<T, LaunchError>,
     down: impl FnOnce(T) -> Result<(), LaunchError>,
 ) -> Result<Outcome, LaunchError> {
-    run_inner(prepared, spec, systemd, signals.map(|h| (h, true)), up, down)
+    run_inner(
+        prepared,
+        spec,
+        systemd,
+        signals.map(|h| (h, true)),
+        up,
+        down,
+    )
 }
 
 /// Like [`run_with`], stopped only through `handle` (no signal handlers are installed).
@@ -239,7 +315,10 @@ fn run_inner<T: Tunnel>(
         .recursive(true)
         .mode(0o700)
         .create(&spec.run_dir)
-        .map_err(|source| LaunchError::RunDir { path: spec.run_dir.clone(), source })?;
+        .map_err(|source| LaunchError::RunDir {
+            path: spec.run_dir.clone(),
+            source,
+        })?;
     if let Some(l) = pidfile::find_leftover(&prepared.plan.pidfile) {
         tracing::warn!(
             pid = l.pid,
@@ -250,7 +329,10 @@ fn run_inner<T: Tunnel>(
         pidfile::stop_leftover(&l, spec.options.stop_timeout)?;
         pidfile::remove(&prepared.plan.pidfile);
     }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(LaunchError::Runtime)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(LaunchError::Runtime)?;
     rt.block_on(async {
         let (handle, signals) = stop.unwrap_or_default();
         let source = if signals {
@@ -260,8 +342,12 @@ fn run_inner<T: Tunnel>(
         };
         systemd.status(&format!("bringing up tunnel {}", prepared.iface));
         let tunnel = up()?;
-        systemd.status(&format!("tunnel {} up ({})", prepared.iface, prepared.node_ip));
-        let result = supervise::supervise(&prepared.plan, &tunnel, systemd, &spec.options, source).await;
+        systemd.status(&format!(
+            "tunnel {} up ({})",
+            prepared.iface, prepared.node_ip
+        ));
+        let result =
+            supervise::supervise(&prepared.plan, &tunnel, systemd, &spec.options, source).await;
         // k3s has exited (or never started): only now does the tunnel go.
         let downed = down(tunnel);
         let outcome = result?;
@@ -275,7 +361,8 @@ mod tests {
     use super::*;
 
     fn config(text: &str) -> Config {
-        edgewire_tunnel::config::parse(text, Path::new("test.conf")).unwrap_or_else(|e| panic!("{e}"))
+        edgewire_tunnel::config::parse(text, Path::new("test.conf"))
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     const HUB: &str = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=";
@@ -291,7 +378,12 @@ mod tests {
 
     #[test]
     fn names_and_addresses() {
-        assert_eq!(iface_name(Path::new("/etc/wireguard/wg0.conf")).ok().as_deref(), Some("wg0"));
+        assert_eq!(
+            iface_name(Path::new("/etc/wireguard/wg0.conf"))
+                .ok()
+                .as_deref(),
+            Some("wg0")
+        );
         assert!(iface_name(Path::new("/x/a-very-long-interface-name.conf")).is_err());
         let c = config("[Interface]\nPrivateKey = yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\nAddress = fd00::2/64, 10.8.0.2/24\n");
         assert_eq!(tunnel_address(&c), Some(IpAddr::from([10, 8, 0, 2])));
@@ -300,8 +392,18 @@ mod tests {
     #[test]
     fn hub_is_the_longest_prefix_peer() {
         let c = config(&gateway_conf());
-        assert_eq!(hub_peer(&c, IpAddr::from([10, 8, 0, 1])).map(|k| k.to_base64()).as_deref(), Some(HUB));
-        assert_eq!(hub_peer(&c, IpAddr::from([10, 9, 0, 1])).map(|k| k.to_base64()).as_deref(), Some(OTHER));
+        assert_eq!(
+            hub_peer(&c, IpAddr::from([10, 8, 0, 1]))
+                .map(|k| k.to_base64())
+                .as_deref(),
+            Some(HUB)
+        );
+        assert_eq!(
+            hub_peer(&c, IpAddr::from([10, 9, 0, 1]))
+                .map(|k| k.to_base64())
+                .as_deref(),
+            Some(OTHER)
+        );
         assert_eq!(hub_peer(&c, IpAddr::from([192, 168, 0, 1])), None);
     }
 
@@ -311,7 +413,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
         let token = dir.join("token");
         let mut spec = LaunchSpec {
-            role: RoleSpec::Agent { server: "192.168.0.1".into(), token_file: token.clone() },
+            role: RoleSpec::Agent {
+                server: "192.168.0.1".into(),
+                token_file: token.clone(),
+            },
             wg_config: dir.join("wg0.conf"),
             k3s: None,
             node_labels: vec![],
@@ -321,15 +426,31 @@ mod tests {
             options: Options::default(),
         };
         let c = config(&gateway_conf());
-        let e = prepare_with(&spec, "wg0", c.clone(), "/bin/true".into()).unwrap_err().to_string();
+        let e = prepare_with(&spec, "wg0", c.clone(), "/bin/true".into())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("192.168.0.1 is not routed through wg0"), "{e}");
-        spec.role = RoleSpec::Agent { server: "10.8.0.1".into(), token_file: token.clone() };
-        let e = prepare_with(&spec, "wg0", c.clone(), "/bin/true".into()).unwrap_err().to_string();
-        assert!(e.starts_with(&format!("--token-file {}", token.display())), "{e}");
+        spec.role = RoleSpec::Agent {
+            server: "10.8.0.1".into(),
+            token_file: token.clone(),
+        };
+        let e = prepare_with(&spec, "wg0", c.clone(), "/bin/true".into())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("--token-file {}", token.display())),
+            "{e}"
+        );
         std::fs::write(&token, "K10abc::server:s3cret\n").unwrap_or_else(|e| panic!("{e}"));
         let p = prepare_with(&spec, "wg0", c, "/bin/true".into()).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(p.plan.hub.as_ref().map(|h| h.server.url.as_str()), Some("https://10.8.0.1:6443"));
-        assert_eq!(p.plan.hub.as_ref().map(|h| h.peer.to_base64()).as_deref(), Some(HUB));
+        assert_eq!(
+            p.plan.hub.as_ref().map(|h| h.server.url.as_str()),
+            Some("https://10.8.0.1:6443")
+        );
+        assert_eq!(
+            p.plan.hub.as_ref().map(|h| h.peer.to_base64()).as_deref(),
+            Some(HUB)
+        );
         assert!(!format!("{:?}", p.plan.command).contains("s3cret"));
         let _ = std::fs::remove_dir_all(&dir);
     }

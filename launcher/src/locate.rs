@@ -22,8 +22,14 @@ pub fn find_k3s(explicit: Option<&Path>, path_env: Option<&OsStr>) -> Result<Pat
     if let Some(p) = explicit {
         return match std::fs::metadata(p) {
             Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(p.to_path_buf()),
-            Ok(_) => Err(LocateError::Explicit { path: p.into(), problem: "not an executable file".into() }),
-            Err(e) => Err(LocateError::Explicit { path: p.into(), problem: e.to_string() }),
+            Ok(_) => Err(LocateError::Explicit {
+                path: p.into(),
+                problem: "not an executable file".into(),
+            }),
+            Err(e) => Err(LocateError::Explicit {
+                path: p.into(),
+                problem: e.to_string(),
+            }),
         };
     }
     let path_env = path_env.unwrap_or_default();
@@ -35,7 +41,9 @@ pub fn find_k3s(explicit: Option<&Path>, path_env: Option<&OsStr>) -> Result<Pat
             }
         }
     }
-    Err(LocateError::NotInPath { path: path_env.to_string_lossy().into_owned() })
+    Err(LocateError::NotInPath {
+        path: path_env.to_string_lossy().into_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -44,10 +52,22 @@ mod tests {
 
     #[test]
     fn missing_k3s_says_how_to_install() {
-        let e = find_k3s(None, Some(OsStr::new("/nonexistent-a:/nonexistent-b"))).unwrap_err().to_string();
-        assert!(e.contains("k3s not found in PATH (/nonexistent-a:/nonexistent-b)"), "{e}");
-        assert!(e.contains("get.k3s.io") && e.contains("INSTALL_K3S_SKIP_ENABLE=true") && e.contains("--k3s"), "{e}");
-        let e = find_k3s(Some(Path::new("/nonexistent/k3s")), None).unwrap_err().to_string();
+        let e = find_k3s(None, Some(OsStr::new("/nonexistent-a:/nonexistent-b")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("k3s not found in PATH (/nonexistent-a:/nonexistent-b)"),
+            "{e}"
+        );
+        assert!(
+            e.contains("get.k3s.io")
+                && e.contains("INSTALL_K3S_SKIP_ENABLE=true")
+                && e.contains("--k3s"),
+            "{e}"
+        );
+        let e = find_k3s(Some(Path::new("/nonexistent/k3s")), None)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("--k3s /nonexistent/k3s: "), "{e}");
     }
 
@@ -60,7 +80,8 @@ mod tests {
         }
         std::fs::write(a.join("k3s"), "not executable").unwrap_or_else(|e| panic!("{e}"));
         std::fs::write(b.join("k3s"), "#!/bin/sh\n").unwrap_or_else(|e| panic!("{e}"));
-        std::fs::set_permissions(b.join("k3s"), std::fs::Permissions::from_mode(0o755)).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(b.join("k3s"), std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("{e}"));
         let path = std::env::join_paths([&a, &b]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(find_k3s(None, Some(&path)).ok(), Some(b.join("k3s")));
         assert!(find_k3s(Some(&a.join("k3s")), None).is_err());

@@ -33,12 +33,20 @@ impl SystemdNotifier {
             .and_then(|u| u.parse::<u64>().ok())
             .filter(|u| *u > 0 && for_us)
             .map(|u| Duration::from_micros(u / 2));
-        Self { target, watchdog, last_logged: Default::default() }
+        Self {
+            target,
+            watchdog,
+            last_logged: Default::default(),
+        }
     }
 
     /// Notifications to a given socket path (`@name` for the abstract namespace).
     pub fn to_path(path: &Path, watchdog: Option<Duration>) -> Self {
-        Self { target: Self::connect(path), watchdog, last_logged: Default::default() }
+        Self {
+            target: Self::connect(path),
+            watchdog,
+            last_logged: Default::default(),
+        }
     }
 
     fn connect(path: &Path) -> Option<(UnixDatagram, SocketAddr)> {
@@ -107,7 +115,10 @@ fn one_line(s: &str) -> String {
 pub fn parse(datagram: &[u8]) -> Vec<(String, String)> {
     String::from_utf8_lossy(datagram)
         .lines()
-        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
         .collect()
 }
 
@@ -124,7 +135,10 @@ impl Relay {
     pub fn bind(path: &Path) -> std::io::Result<Relay> {
         let _ = std::fs::remove_file(path);
         let sock = tokio::net::UnixDatagram::bind(path)?;
-        Ok(Relay { path: path.to_path_buf(), sock })
+        Ok(Relay {
+            path: path.to_path_buf(),
+            sock,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -161,22 +175,37 @@ mod tests {
     fn parses_datagrams() {
         assert_eq!(
             parse(b"READY=1\nSTATUS=up = yes\ngarbage\n"),
-            vec![("READY".into(), "1".into()), ("STATUS".into(), "up = yes".into())]
+            vec![
+                ("READY".into(), "1".into()),
+                ("STATUS".into(), "up = yes".into())
+            ]
         );
         assert!(parse(b"").is_empty());
     }
 
     #[test]
     fn notifier_reaches_relay_and_keeps_status_on_one_line() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
         rt.block_on(async {
             let path = std::env::temp_dir().join(format!("ew-notify-{}.sock", std::process::id()));
             let relay = Relay::bind(&path).unwrap_or_else(|e| panic!("{e}"));
             let n = SystemdNotifier::to_path(&path, None);
             n.ready("k3s\nready");
-            assert_eq!(relay.recv().await, vec![("READY".into(), "1".into()), ("STATUS".into(), "k3s ready".into())]);
+            assert_eq!(
+                relay.recv().await,
+                vec![
+                    ("READY".into(), "1".into()),
+                    ("STATUS".into(), "k3s ready".into())
+                ]
+            );
             n.stopping("bye");
-            assert_eq!(relay.recv().await.first().cloned(), Some(("STOPPING".into(), "1".into())));
+            assert_eq!(
+                relay.recv().await.first().cloned(),
+                Some(("STOPPING".into(), "1".into()))
+            );
             drop(relay);
             assert!(!path.exists());
             // Sending to a vanished socket is not an error for edgewire.
@@ -189,7 +218,8 @@ mod tests {
         let name = format!("ew-notify-abstract-{}", std::process::id());
         let server = {
             use std::os::linux::net::SocketAddrExt;
-            let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+            let addr =
+                SocketAddr::from_abstract_name(name.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
             UnixDatagram::bind_addr(&addr).unwrap_or_else(|e| panic!("{e}"))
         };
         SystemdNotifier::to_path(Path::new(&format!("@{name}")), None).send("READY=1");

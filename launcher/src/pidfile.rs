@@ -14,7 +14,10 @@ use nix::unistd::Pid;
 #[derive(Debug, thiserror::Error)]
 pub enum PidFileError {
     #[error("writing k3s pid file {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("k3s left over from an earlier run (pid {pid}, {cmdline}) did not exit after SIGKILL")]
     Unkillable { pid: i32, cmdline: String },
     #[error("signalling left-over k3s (pid {pid}): {source}")]
@@ -38,7 +41,10 @@ pub fn write(path: &Path, pid: u32) -> Result<(), PidFileError> {
     let tmp = path.with_extension("pid.tmp");
     std::fs::write(&tmp, format!("{pid} {start}\n"))
         .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|source| PidFileError::Write { path: path.into(), source })
+        .map_err(|source| PidFileError::Write {
+            path: path.into(),
+            source,
+        })
 }
 
 pub fn remove(path: &Path) {
@@ -52,7 +58,10 @@ pub fn find_leftover(path: &Path) -> Option<Leftover> {
     let pid: i32 = it.next()?.parse().ok()?;
     let recorded: u64 = it.next()?.parse().ok()?;
     if pid > 1 && alive(pid) && start_time(pid) == Some(recorded) {
-        return Some(Leftover { pid, cmdline: cmdline(pid) });
+        return Some(Leftover {
+            pid,
+            cmdline: cmdline(pid),
+        });
     }
     remove(path);
     None
@@ -68,12 +77,18 @@ pub fn stop_leftover(l: &Leftover, timeout: Duration) -> Result<(), PidFileError
     if wait_until(gone, timeout) {
         return Ok(());
     }
-    tracing::warn!(pid = l.pid, "left-over k3s ignored SIGTERM for {timeout:?}; sending SIGKILL");
+    tracing::warn!(
+        pid = l.pid,
+        "left-over k3s ignored SIGTERM for {timeout:?}; sending SIGKILL"
+    );
     let _ = kill(pid, Signal::SIGKILL);
     if wait_until(gone, Duration::from_secs(5)) {
         return Ok(());
     }
-    Err(PidFileError::Unkillable { pid: l.pid, cmdline: l.cmdline.clone() })
+    Err(PidFileError::Unkillable {
+        pid: l.pid,
+        cmdline: l.cmdline.clone(),
+    })
 }
 
 fn wait_until(mut done: impl FnMut() -> bool, timeout: Duration) -> bool {
@@ -107,7 +122,11 @@ fn start_time(pid: i32) -> Option<u64> {
 
 fn cmdline(pid: i32) -> String {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let parts: Vec<String> = raw.split(|b| *b == 0).filter(|p| !p.is_empty()).map(|p| String::from_utf8_lossy(p).into_owned()).collect();
+    let parts: Vec<String> = raw
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
     // Only the program and subcommand: the rest may be long and is not needed to identify it.
     parts.iter().take(2).cloned().collect::<Vec<_>>().join(" ")
 }
@@ -122,10 +141,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ew-pidfile-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
         let path = path_for(&dir, "wgtest0");
-        let mut child = Command::new("sleep").arg("30").spawn().unwrap_or_else(|e| panic!("{e}"));
+        let mut child = Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
         // spawn() may return before /proc shows the exec'd command line.
         let pid = child.id() as i32;
-        assert!(wait_until(|| cmdline(pid).starts_with("sleep"), Duration::from_secs(2)));
+        assert!(wait_until(
+            || cmdline(pid).starts_with("sleep"),
+            Duration::from_secs(2)
+        ));
         write(&path, child.id()).unwrap_or_else(|e| panic!("{e}"));
         let l = find_leftover(&path).unwrap_or_else(|| panic!("leftover not found"));
         assert_eq!(l.pid, child.id() as i32);
@@ -145,7 +170,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
         let path = dir.join("k3s.pid");
         // Our own PID with a wrong start time: alive, but not the recorded process.
-        std::fs::write(&path, format!("{} 1\n", std::process::id())).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&path, format!("{} 1\n", std::process::id()))
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(find_leftover(&path), None);
         std::fs::write(&path, "garbage").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(find_leftover(&path), None);

@@ -27,7 +27,11 @@ pub enum ServerUrlError {
     #[error("--server {0:?}: expected an address (10.8.0.1, [fd00::1]:6443) or https://HOST:PORT")]
     Invalid(String),
     #[error("--server {given:?}: cannot resolve {host}: {message}")]
-    Resolve { given: String, host: String, message: String },
+    Resolve {
+        given: String,
+        host: String,
+        message: String,
+    },
 }
 
 /// The hub as given to `edgewire agent --server`, normalized.
@@ -71,14 +75,24 @@ impl ServerUrl {
                 Some((h, p)) => (h, p.parse().map_err(|_| invalid())?),
                 None => (rest, default_port),
             };
-            let host_ok = !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+            let host_ok = !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
             if !host_ok {
                 return Err(invalid());
             }
             (h.to_string(), port)
         };
-        let url_host = if host.contains(':') { format!("[{host}]") } else { host.clone() };
-        Ok(ServerUrl { url: format!("https://{url_host}:{port}"), host, port })
+        let url_host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        };
+        Ok(ServerUrl {
+            url: format!("https://{url_host}:{port}"),
+            host,
+            port,
+        })
     }
 
     /// The address to probe (host names resolved once).
@@ -86,7 +100,11 @@ impl ServerUrl {
         if let Ok(ip) = self.host.parse::<IpAddr>() {
             return Ok(SocketAddr::new(ip, self.port));
         }
-        let err = |message: String| ServerUrlError::Resolve { given: self.url.clone(), host: self.host.clone(), message };
+        let err = |message: String| ServerUrlError::Resolve {
+            given: self.url.clone(),
+            host: self.host.clone(),
+            message,
+        };
         (self.host.as_str(), self.port)
             .to_socket_addrs()
             .map_err(|e| err(e.to_string()))?
@@ -99,7 +117,10 @@ impl ServerUrl {
 #[derive(Debug, thiserror::Error)]
 pub enum PingError {
     #[error("connecting to {addr}: {source}")]
-    Connect { addr: SocketAddr, source: std::io::Error },
+    Connect {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("TLS with {addr}: {message}")]
     Tls { addr: SocketAddr, message: String },
     #[error("{addr} answered {answer:?} instead of pong")]
@@ -119,15 +140,22 @@ pub fn ping(addr: SocketAddr, host: &str, timeout: Duration) -> Result<(), PingE
         Ok(ip) => ServerName::IpAddress(ip.into()),
         Err(_) => ServerName::try_from(host.to_string()).map_err(|e| tls_err(e.to_string()))?,
     };
-    let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| tls_err(e.to_string()))?;
-    let tcp = TcpStream::connect_timeout(&addr, timeout).map_err(|source| PingError::Connect { addr, source })?;
+    let conn = rustls::ClientConnection::new(Arc::new(config), name)
+        .map_err(|e| tls_err(e.to_string()))?;
+    let tcp = TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|source| PingError::Connect { addr, source })?;
     let io = |source: std::io::Error| PingError::Connect { addr, source };
     tcp.set_read_timeout(Some(timeout)).map_err(io)?;
     tcp.set_write_timeout(Some(timeout)).map_err(io)?;
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    let host_header = if host.contains(':') { format!("[{host}]:{}", addr.port()) } else { format!("{host}:{}", addr.port()) };
+    let host_header = if host.contains(':') {
+        format!("[{host}]:{}", addr.port())
+    } else {
+        format!("{host}:{}", addr.port())
+    };
     let req = format!("GET /ping HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: edgewire\r\nConnection: close\r\n\r\n");
-    tls.write_all(req.as_bytes()).map_err(|e| tls_err(e.to_string()))?;
+    tls.write_all(req.as_bytes())
+        .map_err(|e| tls_err(e.to_string()))?;
     let mut resp = Vec::new();
     let mut buf = [0u8; 4096];
     while resp.len() < MAX_RESPONSE {
@@ -156,10 +184,16 @@ fn parse_answer(resp: &[u8]) -> Result<(), String> {
         return Err(status.to_string());
     }
     let chunked = head.lines().any(|l| {
-        l.split_once(':')
-            .is_some_and(|(k, v)| k.trim().eq_ignore_ascii_case("transfer-encoding") && v.trim().eq_ignore_ascii_case("chunked"))
+        l.split_once(':').is_some_and(|(k, v)| {
+            k.trim().eq_ignore_ascii_case("transfer-encoding")
+                && v.trim().eq_ignore_ascii_case("chunked")
+        })
     });
-    let body = if chunked { dechunk(body) } else { body.to_string() };
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
     if body.trim() == "pong" {
         Ok(())
     } else {
@@ -170,7 +204,9 @@ fn parse_answer(resp: &[u8]) -> Result<(), String> {
 fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = s.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if n == 0 || rest.len() < n {
             break;
         }
@@ -206,7 +242,12 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -215,7 +256,12 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -234,21 +280,58 @@ mod tests {
         assert_eq!(p("10.8.0.1:7443"), Ok("https://10.8.0.1:7443".into()));
         assert_eq!(p("fd00::1"), Ok("https://[fd00::1]:6443".into()));
         assert_eq!(p("[fd00::1]:7443"), Ok("https://[fd00::1]:7443".into()));
-        assert_eq!(p("https://10.8.0.1:6443/"), Ok("https://10.8.0.1:6443".into()));
-        assert_eq!(p("https://hub.example"), Ok("https://hub.example:443".into()));
-        assert_eq!(ServerUrl::parse("[fd00::1]:7443").map(|u| u.host), Ok("fd00::1".into()));
-        assert!(matches!(ServerUrl::parse("http://10.8.0.1:6443"), Err(ServerUrlError::Http(_))));
-        for bad in ["", "https://", "10.8.0.1:x", "https://a/b", "a b", "[fd00::1", "https://u@h:1"] {
-            assert!(matches!(ServerUrl::parse(bad), Err(ServerUrlError::Invalid(_))), "{bad}");
+        assert_eq!(
+            p("https://10.8.0.1:6443/"),
+            Ok("https://10.8.0.1:6443".into())
+        );
+        assert_eq!(
+            p("https://hub.example"),
+            Ok("https://hub.example:443".into())
+        );
+        assert_eq!(
+            ServerUrl::parse("[fd00::1]:7443").map(|u| u.host),
+            Ok("fd00::1".into())
+        );
+        assert!(matches!(
+            ServerUrl::parse("http://10.8.0.1:6443"),
+            Err(ServerUrlError::Http(_))
+        ));
+        for bad in [
+            "",
+            "https://",
+            "10.8.0.1:x",
+            "https://a/b",
+            "a b",
+            "[fd00::1",
+            "https://u@h:1",
+        ] {
+            assert!(
+                matches!(ServerUrl::parse(bad), Err(ServerUrlError::Invalid(_))),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn answers() {
-        assert_eq!(parse_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npong"), Ok(()));
-        assert_eq!(parse_answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\npong\r\n0\r\n\r\n"), Ok(()));
-        assert_eq!(parse_answer(b"HTTP/1.1 401 Unauthorized\r\n\r\n"), Err("HTTP/1.1 401 Unauthorized".into()));
-        assert_eq!(parse_answer(b"HTTP/1.1 200 OK\r\n\r\nping"), Err("ping".into()));
+        assert_eq!(
+            parse_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npong"),
+            Ok(())
+        );
+        assert_eq!(
+            parse_answer(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\npong\r\n0\r\n\r\n"
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            parse_answer(b"HTTP/1.1 401 Unauthorized\r\n\r\n"),
+            Err("HTTP/1.1 401 Unauthorized".into())
+        );
+        assert_eq!(
+            parse_answer(b"HTTP/1.1 200 OK\r\n\r\nping"),
+            Err("ping".into())
+        );
         assert!(parse_answer(b"\x16\x03garbage").is_err());
     }
 
@@ -256,7 +339,9 @@ mod tests {
     fn refused_connection_names_the_address() {
         // Port 9 on a loopback address nothing listens on.
         let addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9));
-        let e = ping(addr, "127.0.0.1", Duration::from_secs(1)).unwrap_err().to_string();
+        let e = ping(addr, "127.0.0.1", Duration::from_secs(1))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("connecting to 127.0.0.1:9"), "{e}");
     }
 }

@@ -30,7 +30,12 @@ pub struct LaunchArgs {
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     stop_timeout: u64,
     /// First restart delay in milliseconds (doubles up to 60 × this); for tests.
-    #[arg(long, hide = true, env = "EDGEWIRE_K3S_BACKOFF_BASE_MS", default_value_t = 1000)]
+    #[arg(
+        long,
+        hide = true,
+        env = "EDGEWIRE_K3S_BACKOFF_BASE_MS",
+        default_value_t = 1000
+    )]
     backoff_base_ms: u64,
     /// Directory for k3s's PID file and notify socket.
     #[arg(long, hide = true, env = "EDGEWIRE_RUN_DIR", default_value = DEFAULT_RUN_DIR)]
@@ -79,7 +84,13 @@ pub fn server(args: ServerArgs) -> anyhow::Result<()> {
 pub fn agent(args: AgentArgs) -> anyhow::Result<()> {
     // Fail on a malformed --server before anything else, with its own message.
     probe::ServerUrl::parse(&args.server)?;
-    run(RoleSpec::Agent { server: args.server, token_file: args.token_file }, args.launch)
+    run(
+        RoleSpec::Agent {
+            server: args.server,
+            token_file: args.token_file,
+        },
+        args.launch,
+    )
 }
 
 fn run(role: RoleSpec, a: LaunchArgs) -> anyhow::Result<()> {
@@ -90,7 +101,9 @@ fn run(role: RoleSpec, a: LaunchArgs) -> anyhow::Result<()> {
         node_labels: a.node_labels,
         extra: a.extra,
         // k3s reads its config file from this variable, inherited from edgewire.
-        k3s_config_file: std::env::var_os("K3S_CONFIG_FILE").filter(|v| !v.is_empty()).map(PathBuf::from),
+        k3s_config_file: std::env::var_os("K3S_CONFIG_FILE")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from),
         run_dir: a.run_dir,
         options: Options {
             backoff_base: Duration::from_millis(a.backoff_base_ms),
@@ -118,9 +131,9 @@ pub fn kubeconfig(args: KubeconfigArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("{}: [Interface] has no Address", args.config.display()))?
         }
     };
-    let path = args
-        .kubeconfig
-        .unwrap_or_else(|| kubeconfig::default_path(std::env::var("K3S_KUBECONFIG_OUTPUT").ok().as_deref()));
+    let path = args.kubeconfig.unwrap_or_else(|| {
+        kubeconfig::default_path(std::env::var("K3S_KUBECONFIG_OUTPUT").ok().as_deref())
+    });
     let text = kubeconfig::rewrite_file(&path, host)?;
     print!("{text}");
     Ok(())

@@ -28,10 +28,12 @@ pub fn block_termination() -> anyhow::Result<StopFlag> {
     set.thread_block()?;
     let flag = StopFlag(Arc::new(AtomicI32::new(0)));
     let f = flag.clone();
-    std::thread::Builder::new().name("ew-signals".into()).spawn(move || loop {
-        if let Ok(sig) = set.wait() {
-            f.0.store(sig as i32, Ordering::SeqCst);
-        }
-    })?;
+    std::thread::Builder::new()
+        .name("ew-signals".into())
+        .spawn(move || loop {
+            if let Ok(sig) = set.wait() {
+                f.0.store(sig as i32, Ordering::SeqCst);
+            }
+        })?;
     Ok(flag)
 }

@@ -41,11 +41,19 @@ fn daemonise(iface: &str) -> anyhow::Result<()> {
     let socket = Path::new(DEFAULT_SOCKET_DIR).join(format!("{iface}.sock"));
     let log = std::env::var_os("EDGEWIRE_LOG_FILE");
     let stderr = match &log {
-        Some(path) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(path)?),
+        Some(path) => Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
+        ),
         None => Stdio::null(),
     };
     let mut cmd = Command::new(exe);
-    cmd.args(["tun", "--foreground", iface]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
+    cmd.args(["tun", "--foreground", iface])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
     {
         use std::os::unix::process::CommandExt;
         cmd.process_group(0);
@@ -60,7 +68,10 @@ fn daemonise(iface: &str) -> anyhow::Result<()> {
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("the interface daemon for {iface} did not create {} within 10 s", socket.display());
+            bail!(
+                "the interface daemon for {iface} did not create {} within 10 s",
+                socket.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -33,7 +33,10 @@ pub fn resolve_target(target: &str) -> anyhow::Result<(String, PathBuf)> {
             .with_context(|| format!("{target}: the config file must be named IFACE.conf"))?;
         Ok((name, path))
     } else {
-        Ok((target.to_owned(), Path::new("/etc/wireguard").join(format!("{target}.conf"))))
+        Ok((
+            target.to_owned(),
+            Path::new("/etc/wireguard").join(format!("{target}.conf")),
+        ))
     }
 }
 
@@ -41,8 +44,19 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
     let (name, path) = resolve_target(&args.target)?;
     let config = edgewire_tunnel::config::load(&path)?;
     let stop = signals::block_termination()?;
-    let iface = Interface::up(&name, &config, UpOptions { config_path: Some(path.clone()), ..Default::default() })?;
-    tracing::info!("{name} is up (config {}, UDP port {})", path.display(), iface.device().listen_port());
+    let iface = Interface::up(
+        &name,
+        &config,
+        UpOptions {
+            config_path: Some(path.clone()),
+            ..Default::default()
+        },
+    )?;
+    tracing::info!(
+        "{name} is up (config {}, UDP port {})",
+        path.display(),
+        iface.device().listen_port()
+    );
     super::notify_ready(&format!("{name} up"));
     let reason = run_until_stopped(&iface, &stop);
     tracing::info!("{name}: stopping ({reason:?})");

@@ -18,7 +18,11 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// A created-then-unlinked file: the child writes through its own descriptor, we read with
 /// `pread` so the shared offset is never moved.
 fn scratch_file() -> File {
-    let path = std::env::temp_dir().join(format!("edgewire-out-{}-{}", std::process::id(), super::next_id()));
+    let path = std::env::temp_dir().join(format!(
+        "edgewire-out-{}-{}",
+        std::process::id(),
+        super::next_id()
+    ));
     let file = File::options()
         .read(true)
         .write(true)
@@ -46,7 +50,8 @@ fn read_all(file: &File) -> String {
 }
 
 fn clone_file(f: &File) -> File {
-    f.try_clone().unwrap_or_else(|e| panic!("dup of scratch file: {e}"))
+    f.try_clone()
+        .unwrap_or_else(|e| panic!("dup of scratch file: {e}"))
 }
 
 /// Polls `child` until it exits or `timeout` passes.
@@ -118,7 +123,11 @@ impl Cmd {
 
     /// `Cmd::argv(&["wg", "show", "x"])`.
     pub fn argv<S: AsRef<OsStr>>(argv: &[S]) -> Cmd {
-        let mut c = Cmd::new(argv.first().map(|s| s.as_ref()).unwrap_or(OsStr::new("true")));
+        let mut c = Cmd::new(
+            argv.first()
+                .map(|s| s.as_ref())
+                .unwrap_or(OsStr::new("true")),
+        );
         for a in argv.iter().skip(1) {
             c.argv.push(a.as_ref().to_owned());
         }
@@ -141,7 +150,8 @@ impl Cmd {
     }
 
     pub fn env(mut self, k: impl AsRef<OsStr>, v: impl AsRef<OsStr>) -> Cmd {
-        self.env.push((k.as_ref().to_owned(), Some(v.as_ref().to_owned())));
+        self.env
+            .push((k.as_ref().to_owned(), Some(v.as_ref().to_owned())));
         self
     }
 
@@ -166,7 +176,11 @@ impl Cmd {
         if let Some(ns) = &self.netns {
             s.push_str(&format!("ip netns exec {ns} "));
         }
-        let parts: Vec<String> = self.argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let parts: Vec<String> = self
+            .argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         s.push_str(&parts.join(" "));
         s
     }
@@ -198,17 +212,21 @@ impl Cmd {
     pub fn run(&self) -> Output {
         let (out, err) = (scratch_file(), scratch_file());
         let mut c = self.command();
-        c.stdout(Stdio::from(clone_file(&out))).stderr(Stdio::from(clone_file(&err)));
+        c.stdout(Stdio::from(clone_file(&out)))
+            .stderr(Stdio::from(clone_file(&err)));
         let stdin_file = self.stdin.as_ref().map(|bytes| {
             let f = scratch_file();
-            f.write_all_at(bytes, 0).unwrap_or_else(|e| panic!("writing stdin file: {e}"));
+            f.write_all_at(bytes, 0)
+                .unwrap_or_else(|e| panic!("writing stdin file: {e}"));
             f
         });
         match &stdin_file {
             Some(f) => c.stdin(Stdio::from(clone_file(f))),
             None => c.stdin(Stdio::null()),
         };
-        let mut child = c.spawn().unwrap_or_else(|e| panic!("spawning `{}`: {e}", self.display()));
+        let mut child = c
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning `{}`: {e}", self.display()));
         let status = match wait_child(&mut child, self.timeout) {
             Some(st) => st,
             None => {
@@ -223,7 +241,12 @@ impl Cmd {
                 );
             }
         };
-        Output { argv: self.display(), status, stdout: read_all(&out), stderr: read_all(&err) }
+        Output {
+            argv: self.display(),
+            status,
+            stdout: read_all(&out),
+            stderr: read_all(&err),
+        }
     }
 
     /// Runs, panics unless it exits 0, returns stdout.
@@ -235,9 +258,19 @@ impl Cmd {
     pub fn spawn(&self) -> Child {
         let log = scratch_file();
         let mut c = self.command();
-        c.stdin(Stdio::null()).stdout(Stdio::from(clone_file(&log))).stderr(Stdio::from(clone_file(&log)));
-        let child = c.spawn().unwrap_or_else(|e| panic!("spawning `{}`: {e}", self.display()));
-        Child { name: self.display(), child, log, status: None, remove_on_drop: Vec::new() }
+        c.stdin(Stdio::null())
+            .stdout(Stdio::from(clone_file(&log)))
+            .stderr(Stdio::from(clone_file(&log)));
+        let child = c
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning `{}`: {e}", self.display()));
+        Child {
+            name: self.display(),
+            child,
+            log,
+            status: None,
+            remove_on_drop: Vec::new(),
+        }
     }
 }
 
@@ -315,7 +348,11 @@ impl Child {
     /// Panics, with the log, if the child has exited.
     pub fn assert_running(&mut self, what: &str) {
         if let Some(st) = self.try_status() {
-            panic!("{what}: `{}` exited early ({st}); log:\n{}", self.name, self.log());
+            panic!(
+                "{what}: `{}` exited early ({st}); log:\n{}",
+                self.name,
+                self.log()
+            );
         }
     }
 }
@@ -336,7 +373,12 @@ impl Drop for Child {
                 let from = lines.len().saturating_sub(60);
                 lines[from..].join("\n")
             };
-            eprintln!("--- log of `{}` (pid {}, {:?}):\n{tail}\n---", self.name, self.pid(), self.status);
+            eprintln!(
+                "--- log of `{}` (pid {}, {:?}):\n{tail}\n---",
+                self.name,
+                self.pid(),
+                self.status
+            );
         }
         for p in &self.remove_on_drop {
             let _ = std::fs::remove_file(p);

@@ -61,7 +61,9 @@ pub fn edgewire_bin() -> &'static str {
 /// tests' own expectations against the reference implementation; edgewire-only behaviour
 /// (`edgewire down`) is skipped with a line.
 pub fn reference_mode() -> bool {
-    std::env::var("EDGEWIRE_NETNS_REFERENCE").map(|v| v == "wireguard-go").unwrap_or(false)
+    std::env::var("EDGEWIRE_NETNS_REFERENCE")
+        .map(|v| v == "wireguard-go")
+        .unwrap_or(false)
 }
 
 /// The program that plays edgewire's wireguard-go-compatible daemon (see [`reference_mode`]).
@@ -74,7 +76,9 @@ pub fn daemon_bin() -> &'static str {
 }
 
 fn in_ci() -> bool {
-    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
+    std::env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false)
 }
 
 fn on_path(tool: &str) -> bool {
@@ -126,7 +130,11 @@ pub struct TempDir {
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("edgewire-{tag}-{}-{}", std::process::id(), next_id()));
+        let path = std::env::temp_dir().join(format!(
+            "edgewire-{tag}-{}-{}",
+            std::process::id(),
+            next_id()
+        ));
         let _ = std::fs::remove_dir_all(&path);
         if let Err(e) = std::fs::create_dir_all(&path) {
             panic!("creating temp dir {}: {e}", path.display());

@@ -62,8 +62,12 @@ impl Netns {
 
     /// Routes through `iface` (IPv4 and IPv6).
     pub fn routes(&self, iface: &str) -> String {
-        let v4 = self.run(&["ip", "-4", "route", "show", "dev", iface]).stdout;
-        let v6 = self.run(&["ip", "-6", "route", "show", "dev", iface]).stdout;
+        let v4 = self
+            .run(&["ip", "-4", "route", "show", "dev", iface])
+            .stdout;
+        let v6 = self
+            .run(&["ip", "-6", "route", "show", "dev", iface])
+            .stdout;
         format!("{v4}{v6}")
     }
 
@@ -83,13 +87,17 @@ impl Netns {
         let path = std::path::Path::new(NETNS_DIR).join(&self.name);
         std::thread::scope(|s| {
             let h = s.spawn(move || {
-                let file =
-                    std::fs::File::open(&path).unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+                let file = std::fs::File::open(&path)
+                    .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
                 // SAFETY: setns(2) on a valid namespace fd we own for the duration of the call;
                 // CLONE_NEWNET switches only this (fresh, scoped) thread's network namespace.
                 let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
                 if rc != 0 {
-                    panic!("setns into {}: {}", path.display(), std::io::Error::last_os_error());
+                    panic!(
+                        "setns into {}: {}",
+                        path.display(),
+                        std::io::Error::last_os_error()
+                    );
                 }
                 f()
             });
@@ -133,7 +141,11 @@ impl VethPair {
     pub fn new(a: &Netns, b: &Netns) -> VethPair {
         let id = next_id();
         let pid = std::process::id();
-        let tag = format!("{}{}", super::base36(u64::from(pid)), super::base36(u64::from(id)));
+        let tag = format!(
+            "{}{}",
+            super::base36(u64::from(pid)),
+            super::base36(u64::from(id))
+        );
         let (a_if, b_if) = (format!("vea{tag}"), format!("veb{tag}"));
         // 32768 /30 blocks in 198.18.0.0/15; distinct for every pair of this process.
         let block = (pid.wrapping_mul(97).wrapping_add(id)) % 32768;
@@ -159,7 +171,14 @@ impl VethPair {
         b.ok(&["ip", "addr", "add", &format!("{b_ip}/30"), "dev", &b_if]);
         a.ok(&["ip", "link", "set", &a_if, "up"]);
         b.ok(&["ip", "link", "set", &b_if, "up"]);
-        VethPair { a_ns: a.name().to_string(), b_ns: b.name().to_string(), a_if, b_if, a_ip, b_ip }
+        VethPair {
+            a_ns: a.name().to_string(),
+            b_ns: b.name().to_string(),
+            a_if,
+            b_if,
+            a_ip,
+            b_ip,
+        }
     }
 }
 

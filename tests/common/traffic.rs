@@ -45,7 +45,11 @@ struct Hasher {
 
 impl Hasher {
     fn new() -> Hasher {
-        Hasher { h: 0xcbf2_9ce4_8422_2325, pending: [0; 8], n: 0 }
+        Hasher {
+            h: 0xcbf2_9ce4_8422_2325,
+            pending: [0; 8],
+            n: 0,
+        }
     }
 
     fn word(&mut self, w: u64) {
@@ -97,12 +101,20 @@ impl TransferReport {
 
 /// Sends `bytes` from a socket in `from` to a listener on `to_ip` in `to` and checks them.
 /// Panics on any difference, a stall longer than 20 s, or when `timeout` is exceeded.
-pub fn transfer(from: &Netns, to: &Netns, to_ip: Ipv4Addr, bytes: u64, timeout: Duration) -> TransferReport {
+pub fn transfer(
+    from: &Netns,
+    to: &Netns,
+    to_ip: Ipv4Addr,
+    bytes: u64,
+    timeout: Duration,
+) -> TransferReport {
     let seed = 0x5eed_0000_0000_0000 ^ u64::from(std::process::id()) ^ bytes;
     let listener = to
         .enter(|| TcpListener::bind((to_ip, 0)))
         .unwrap_or_else(|e| panic!("binding {to_ip}:0 in {}: {e}", to.name()));
-    let addr: SocketAddr = listener.local_addr().unwrap_or_else(|e| panic!("local_addr: {e}"));
+    let addr: SocketAddr = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("local_addr: {e}"));
     let deadline = Instant::now() + timeout;
     let start = Instant::now();
     std::thread::scope(|s| {
@@ -114,15 +126,25 @@ pub fn transfer(from: &Netns, to: &Netns, to_ip: Ipv4Addr, bytes: u64, timeout: 
         };
         let (sent_hash, echoed) = match sent {
             Ok(v) => v,
-            Err(e) => panic!("transfer {} → {addr}: sender: {e}; receiver: {received:?}", from.name()),
+            Err(e) => panic!(
+                "transfer {} → {addr}: sender: {e}; receiver: {received:?}",
+                from.name()
+            ),
         };
         let recv_hash = match received {
             Ok(h) => h,
             Err(e) => panic!("transfer {} → {addr}: receiver: {e}", from.name()),
         };
-        assert_eq!(recv_hash, sent_hash, "hash of received bytes differs from hash of sent bytes");
+        assert_eq!(
+            recv_hash, sent_hash,
+            "hash of received bytes differs from hash of sent bytes"
+        );
         assert_eq!(echoed, sent_hash, "hash echoed by the receiver differs");
-        TransferReport { bytes, elapsed: start.elapsed(), hash: sent_hash }
+        TransferReport {
+            bytes,
+            elapsed: start.elapsed(),
+            hash: sent_hash,
+        }
     })
 }
 
@@ -136,25 +158,35 @@ fn send(
     let mut stream = from
         .enter(|| TcpStream::connect_timeout(&addr, Duration::from_secs(10)))
         .map_err(|e| format!("connect to {addr} from {}: {e}", from.name()))?;
-    stream.set_write_timeout(Some(STALL)).map_err(|e| e.to_string())?;
-    stream.set_read_timeout(Some(STALL)).map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(STALL))
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(STALL))
+        .map_err(|e| e.to_string())?;
     let mut pat = Pattern::new(seed);
     let mut hasher = Hasher::new();
     let mut buf = vec![0u8; BLOCK];
     let mut left = bytes;
     while left > 0 {
         if Instant::now() > deadline {
-            return Err(format!("deadline passed with {left} of {bytes} bytes unsent"));
+            return Err(format!(
+                "deadline passed with {left} of {bytes} bytes unsent"
+            ));
         }
         let n = BLOCK.min(left as usize);
         pat.fill(&mut buf[..n]);
         hasher.update(&buf[..n]);
-        stream.write_all(&buf[..n]).map_err(|e| format!("write at offset {}: {e}", bytes - left))?;
+        stream
+            .write_all(&buf[..n])
+            .map_err(|e| format!("write at offset {}: {e}", bytes - left))?;
         left -= n as u64;
     }
     let _ = stream.shutdown(Shutdown::Write);
     let mut echo = [0u8; 8];
-    stream.read_exact(&mut echo).map_err(|e| format!("reading the receiver's hash: {e}"))?;
+    stream
+        .read_exact(&mut echo)
+        .map_err(|e| format!("reading the receiver's hash: {e}"))?;
     Ok((hasher.finish(), u64::from_le_bytes(echo)))
 }
 
@@ -166,7 +198,9 @@ fn receive(listener: TcpListener, bytes: u64, seed: u64, deadline: Instant) -> R
     })
     .ok_or("no connection within 15 s")?;
     stream.set_nonblocking(false).map_err(|e| e.to_string())?;
-    stream.set_read_timeout(Some(STALL)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(STALL))
+        .map_err(|e| e.to_string())?;
     let mut pat = Pattern::new(seed);
     let mut hasher = Hasher::new();
     let mut expected = vec![0u8; BLOCK];
@@ -198,7 +232,9 @@ fn receive(listener: TcpListener, bytes: u64, seed: u64, deadline: Instant) -> R
             }
             let k = data.len().min(exp_len - exp_pos);
             if data[..k] != expected[exp_pos..exp_pos + k] {
-                let i = (0..k).find(|&i| data[i] != expected[exp_pos + i]).unwrap_or(0);
+                let i = (0..k)
+                    .find(|&i| data[i] != expected[exp_pos + i])
+                    .unwrap_or(0);
                 return Err(format!("content differs at byte offset {}", got + i as u64));
             }
             exp_pos += k;
@@ -207,7 +243,9 @@ fn receive(listener: TcpListener, bytes: u64, seed: u64, deadline: Instant) -> R
         }
     }
     let hash = hasher.finish();
-    stream.write_all(&hash.to_le_bytes()).map_err(|e| format!("echoing hash: {e}"))?;
+    stream
+        .write_all(&hash.to_le_bytes())
+        .map_err(|e| format!("echoing hash: {e}"))?;
     let _ = stream.shutdown(Shutdown::Write);
     // Let the sender read the hash before the socket closes.
     let _ = stream.read(&mut buf);
@@ -226,14 +264,22 @@ pub fn ping(ns: &Netns, ip: Ipv4Addr, count: u32) -> PingReport {
     let ip_s = ip.to_string();
     let count_s = count.to_string();
     let out = ns
-        .cmd(&["ping", "-n", "-q", "-c", &count_s, "-i", "0.2", "-W", "2", &ip_s])
+        .cmd(&[
+            "ping", "-n", "-q", "-c", &count_s, "-i", "0.2", "-W", "2", &ip_s,
+        ])
         .timeout(Duration::from_secs(u64::from(count) + 10))
         .run();
     let text = format!("{}{}", out.stdout, out.stderr);
-    let mut rep = PingReport { transmitted: 0, received: 0, output: text.clone() };
+    let mut rep = PingReport {
+        transmitted: 0,
+        received: 0,
+        output: text.clone(),
+    };
     for line in text.lines().filter(|l| l.contains("transmitted")) {
-        let nums: Vec<u32> =
-            line.split(|c: char| !c.is_ascii_digit()).filter_map(|t| t.parse().ok()).collect();
+        let nums: Vec<u32> = line
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|t| t.parse().ok())
+            .collect();
         if nums.len() >= 2 {
             rep.transmitted = nums[0];
             rep.received = nums[1];
@@ -252,7 +298,10 @@ pub fn wait_ping(ns: &Netns, ip: Ipv4Addr, timeout: Duration) {
         out.success().then_some(())
     });
     if ok.is_none() {
-        panic!("no ping reply from {ip} in {} within {timeout:?}; last:\n{last}", ns.name());
+        panic!(
+            "no ping reply from {ip} in {} within {timeout:?}; last:\n{last}",
+            ns.name()
+        );
     }
 }
 

@@ -60,7 +60,12 @@ impl Pair {
         let a = Netns::new(&format!("{tag}a"));
         let b = Netns::new(&format!("{tag}b"));
         let veth = VethPair::new(&a, &b);
-        Pair { veth, a, b, dir: TempDir::new(tag) }
+        Pair {
+            veth,
+            a,
+            b,
+            dir: TempDir::new(tag),
+        }
     }
 }
 
@@ -102,7 +107,8 @@ impl Shapes {
             mtu: None,
             peers: vec![PeerConf {
                 public_key: gw_keys.public.clone(),
-                endpoint: (initiator == Initiator::Hub).then(|| format!("{}:{PORT}", pair.veth.b_ip)),
+                endpoint: (initiator == Initiator::Hub)
+                    .then(|| format!("{}:{PORT}", pair.veth.b_ip)),
                 allowed_ips: vec![net.clone()],
                 keepalive,
                 ..PeerConf::default()
@@ -115,13 +121,19 @@ impl Shapes {
             mtu: None,
             peers: vec![PeerConf {
                 public_key: hub_keys.public.clone(),
-                endpoint: (initiator == Initiator::Gateway).then(|| format!("{}:{PORT}", pair.veth.a_ip)),
+                endpoint: (initiator == Initiator::Gateway)
+                    .then(|| format!("{}:{PORT}", pair.veth.a_ip)),
                 allowed_ips: vec![net],
                 keepalive,
                 ..PeerConf::default()
             }],
         };
-        Shapes { hub_keys, gw_keys, hub, gw }
+        Shapes {
+            hub_keys,
+            gw_keys,
+            hub,
+            gw,
+        }
     }
 }
 
@@ -139,10 +151,18 @@ pub struct Tunnel<'a> {
 impl<'a> Tunnel<'a> {
     /// Starts `imp` as `iface` in `ns` with `conf` and waits until it is configured and up
     /// (socket present, address on the link). Panics with the daemon's log otherwise.
-    pub fn start(ns: &'a Netns, dir: &TempDir, imp: Impl, iface: &str, conf: &IfaceConf) -> Tunnel<'a> {
+    pub fn start(
+        ns: &'a Netns,
+        dir: &TempDir,
+        imp: Impl,
+        iface: &str,
+        conf: &IfaceConf,
+    ) -> Tunnel<'a> {
         let socket = wg::socket_path(iface);
         let imp = match imp {
-            Impl::EdgewireUp(_) | Impl::EdgewireTun(_) if super::reference_mode() => Impl::WireguardGo,
+            Impl::EdgewireUp(_) | Impl::EdgewireTun(_) if super::reference_mode() => {
+                Impl::WireguardGo
+            }
             other => other,
         };
         let (daemon, conf_path) = match imp {
@@ -163,12 +183,22 @@ impl<'a> Tunnel<'a> {
                 (cmd.spawn(), dir.write(&format!("{iface}.wg"), &conf.wg()))
             }
         };
-        let mut t = Tunnel { ns, iface: iface.to_string(), imp, conf: conf.clone(), conf_path, daemon };
+        let mut t = Tunnel {
+            ns,
+            iface: iface.to_string(),
+            imp,
+            conf: conf.clone(),
+            conf_path,
+            daemon,
+        };
         t.daemon.remove_on_drop(socket.clone());
         t.wait_socket(Duration::from_secs(15));
         match imp {
             Impl::EdgewireUp(_) => {
-                let addr = conf.addresses.first().map(|a| a.split('/').next().unwrap_or(a).to_string());
+                let addr = conf
+                    .addresses
+                    .first()
+                    .map(|a| a.split('/').next().unwrap_or(a).to_string());
                 let what = format!("`edgewire up` to configure {iface} in {}", ns.name());
                 let daemon = &mut t.daemon;
                 wait::wait_until(&what, Duration::from_secs(15), || {
@@ -180,7 +210,9 @@ impl<'a> Tunnel<'a> {
                     has_addr && is_up(ns, iface)
                 });
             }
-            Impl::EdgewireTun(_) | Impl::WireguardGo => configure_with_wg(ns, iface, conf, &t.conf_path),
+            Impl::EdgewireTun(_) | Impl::WireguardGo => {
+                configure_with_wg(ns, iface, conf, &t.conf_path)
+            }
         }
         t
     }
@@ -188,7 +220,11 @@ impl<'a> Tunnel<'a> {
     /// Waits for /var/run/wireguard/IFACE.sock (panics early if the daemon exits).
     pub fn wait_socket(&mut self, timeout: Duration) {
         let socket = wg::socket_path(&self.iface);
-        let what = format!("UAPI socket {} of `{}`", socket.display(), self.daemon.name());
+        let what = format!(
+            "UAPI socket {} of `{}`",
+            socket.display(),
+            self.daemon.name()
+        );
         let daemon = &mut self.daemon;
         wait::wait_until(&what, timeout, || {
             daemon.assert_running(&what);
@@ -215,7 +251,11 @@ impl<'a> Tunnel<'a> {
 
     /// Waits until `wg show IFACE latest-handshakes` is non-zero for `peer`; returns it.
     pub fn wait_handshake(&mut self, peer: &str, timeout: Duration) -> u64 {
-        let what = format!("a handshake with {peer} on {} in {}", self.iface, self.ns.name());
+        let what = format!(
+            "a handshake with {peer} on {} in {}",
+            self.iface,
+            self.ns.name()
+        );
         let (ns, iface) = (self.ns, self.iface.clone());
         let daemon = &mut self.daemon;
         wait::wait_for(&what, timeout, || {
@@ -254,7 +294,9 @@ pub fn configure_with_wg(ns: &Netns, iface: &str, conf: &IfaceConf, wg_path: &st
     for p in &conf.peers {
         for cidr in &p.allowed_ips {
             let fam = if cidr.contains(':') { "-6" } else { "-4" };
-            let shown = ns.run(&["ip", fam, "route", "show", "dev", iface, "match", cidr]).stdout;
+            let shown = ns
+                .run(&["ip", fam, "route", "show", "dev", iface, "match", cidr])
+                .stdout;
             if shown.trim().is_empty() {
                 ns.ok(&["ip", fam, "route", "add", cidr, "dev", iface]);
             }

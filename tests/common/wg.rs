@@ -13,9 +13,20 @@ pub const SOCKET_DIR: &str = "/var/run/wireguard";
 
 /// A unique interface name: `ew` + tag (≤ 3 chars) + PID and counter in base 36 (≤ 15 bytes).
 pub fn iface_name(tag: &str) -> String {
-    let tag: String = tag.chars().filter(|c| c.is_ascii_alphanumeric()).take(3).collect();
-    let name = format!("ew{tag}{}{}", base36(u64::from(std::process::id())), base36(u64::from(next_id())));
-    assert!(name.len() <= 15, "interface name {name} longer than 15 bytes");
+    let tag: String = tag
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(3)
+        .collect();
+    let name = format!(
+        "ew{tag}{}{}",
+        base36(u64::from(std::process::id())),
+        base36(u64::from(next_id()))
+    );
+    assert!(
+        name.len() <= 15,
+        "interface name {name} longer than 15 bytes"
+    );
     name
 }
 
@@ -37,7 +48,11 @@ pub fn genkey() -> KeyPair {
 }
 
 pub fn pubkey(private: &str) -> String {
-    Cmd::argv(&["wg", "pubkey"]).stdin(format!("{private}\n")).ok().trim().to_string()
+    Cmd::argv(&["wg", "pubkey"])
+        .stdin(format!("{private}\n"))
+        .ok()
+        .trim()
+        .to_string()
 }
 
 pub fn genpsk() -> String {
@@ -101,7 +116,11 @@ impl IfaceConf {
                 s.push_str(&format!("Endpoint = {e}\n"));
             }
             if let Some(k) = p.keepalive {
-                let key = if quick { "PersistentKeepAlive" } else { "PersistentKeepalive" };
+                let key = if quick {
+                    "PersistentKeepAlive"
+                } else {
+                    "PersistentKeepalive"
+                };
                 s.push_str(&format!("{key} = {k}\n"));
             }
         }
@@ -143,12 +162,17 @@ impl Dump {
         let first = lines.next().ok_or("empty dump")?;
         let f: Vec<&str> = first.split('\t').collect();
         if f.len() != 4 {
-            return Err(format!("interface line has {} fields, want 4: {first:?}", f.len()));
+            return Err(format!(
+                "interface line has {} fields, want 4: {first:?}",
+                f.len()
+            ));
         }
         let iface = DumpIface {
             private_key: f[0].into(),
             public_key: f[1].into(),
-            listen_port: f[2].parse().map_err(|e| format!("listen port {:?}: {e}", f[2]))?,
+            listen_port: f[2]
+                .parse()
+                .map_err(|e| format!("listen port {:?}: {e}", f[2]))?,
             fwmark: f[3].into(),
         };
         let mut peers = Vec::new();
@@ -158,7 +182,8 @@ impl Dump {
                 return Err(format!("peer line has {} fields, want 8: {l:?}", f.len()));
             }
             let num = |i: usize| -> Result<u64, String> {
-                f[i].parse().map_err(|e| format!("field {i} {:?}: {e}", f[i]))
+                f[i].parse()
+                    .map_err(|e| format!("field {i} {:?}: {e}", f[i]))
             };
             peers.push(DumpPeer {
                 public_key: f[0].into(),
@@ -181,7 +206,10 @@ impl Dump {
 
 /// `wg show IFACE dump` inside `ns`, parsed; `None` if `wg` fails (no such interface yet).
 pub fn try_dump(ns: &Netns, iface: &str) -> Option<Dump> {
-    let out = ns.cmd(&["wg", "show", iface, "dump"]).timeout(Duration::from_secs(10)).run();
+    let out = ns
+        .cmd(&["wg", "show", iface, "dump"])
+        .timeout(Duration::from_secs(10))
+        .run();
     if !out.success() {
         return None;
     }
@@ -193,7 +221,8 @@ pub fn try_dump(ns: &Netns, iface: &str) -> Option<Dump> {
 
 pub fn dump(ns: &Netns, iface: &str) -> Dump {
     let out = ns.cmd(&["wg", "show", iface, "dump"]).run().check();
-    Dump::parse(&out.stdout).unwrap_or_else(|e| panic!("parsing `wg show {iface} dump`: {e}\n{}", out.stdout))
+    Dump::parse(&out.stdout)
+        .unwrap_or_else(|e| panic!("parsing `wg show {iface} dump`: {e}\n{}", out.stdout))
 }
 
 /// `wg show IFACE latest-handshakes` for one peer (0 = never).
@@ -211,5 +240,8 @@ pub fn latest_handshake(ns: &Netns, iface: &str, peer: &str) -> u64 {
 }
 
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

@@ -121,7 +121,10 @@ fn decode_base64(s: &str) -> Result<[u8; 32], KeyError> {
         return Err(KeyError::Base64);
     }
     let bytes = B64.decode(s).map_err(|_| KeyError::Base64)?;
-    bytes.as_slice().try_into().map_err(|_| KeyError::Length(bytes.len()))
+    bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| KeyError::Length(bytes.len()))
 }
 
 fn decode_hex(s: &str) -> Result<[u8; 32], KeyError> {
@@ -175,7 +178,10 @@ mod tests {
     #[test]
     fn rejects_bad_text() {
         assert_eq!(PublicKey::from_base64("abc"), Err(KeyError::Base64));
-        assert_eq!(PublicKey::from_base64(&"!".repeat(44)), Err(KeyError::Base64));
+        assert_eq!(
+            PublicKey::from_base64(&"!".repeat(44)),
+            Err(KeyError::Base64)
+        );
         assert_eq!(PublicKey::from_hex(&"g".repeat(64)), Err(KeyError::Hex));
         assert_eq!(PublicKey::from_hex("00"), Err(KeyError::Hex));
     }

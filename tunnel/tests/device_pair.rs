@@ -1,5 +1,7 @@
 //! Two real devices (threads and all) over in-memory TUNs and an in-memory network: no root.
 
+#![allow(clippy::unwrap_used)] // test setup: a failure here is a test failure
+
 mod common;
 
 use std::sync::Arc;
@@ -25,13 +27,37 @@ fn pair(keepalive: u16) -> Pair {
     let (h, g) = (side(), side());
     let (hub_dev, hub_tun) = FakeTun::new(1420);
     let (gw_dev, gw_tun) = FakeTun::new(1420);
-    let hub = Device::start(Arc::new(hub_dev), Arc::new(net.clone()) as Arc<dyn UdpBinder>).unwrap();
-    let gw = Device::start(Arc::new(gw_dev), Arc::new(net.clone()) as Arc<dyn UdpBinder>).unwrap();
+    let hub = Device::start(
+        Arc::new(hub_dev),
+        Arc::new(net.clone()) as Arc<dyn UdpBinder>,
+    )
+    .unwrap();
+    let gw = Device::start(
+        Arc::new(gw_dev),
+        Arc::new(net.clone()) as Arc<dyn UdpBinder>,
+    )
+    .unwrap();
     // The guide's shapes: hub 10.8.0.1, gateway 10.8.0.2, AllowedIPs 10.8.0.0/24.
     let hub_port = 51820 + (std::process::id() % 1000) as u16;
-    hub.set(config(&h, hub_port, &g, None, "10.8.0.0/24", 0)).unwrap();
-    gw.set(config(&g, 0, &h, Some(local(hub_port)), "10.8.0.0/24", keepalive)).unwrap();
-    Pair { net, hub, hub_tun, gw, gw_tun, hub_port }
+    hub.set(config(&h, hub_port, &g, None, "10.8.0.0/24", 0))
+        .unwrap();
+    gw.set(config(
+        &g,
+        0,
+        &h,
+        Some(local(hub_port)),
+        "10.8.0.0/24",
+        keepalive,
+    ))
+    .unwrap();
+    Pair {
+        net,
+        hub,
+        hub_tun,
+        gw,
+        gw_tun,
+        hub_port,
+    }
 }
 
 fn wait_for(tun: &FakeTunHandle, want: &[u8]) {
@@ -57,10 +83,14 @@ fn handshake_and_data_both_ways() {
     wait_for(&p.gw_tun, &down);
     // Many packets in one go keep their order.
     for i in 0..200u32 {
-        p.gw_tun.inject(&ipv4([10, 8, 0, 2], [10, 8, 0, 1], &i.to_be_bytes()));
+        p.gw_tun
+            .inject(&ipv4([10, 8, 0, 2], [10, 8, 0, 1], &i.to_be_bytes()));
     }
     for i in 0..200u32 {
-        wait_for(&p.hub_tun, &ipv4([10, 8, 0, 2], [10, 8, 0, 1], &i.to_be_bytes()));
+        wait_for(
+            &p.hub_tun,
+            &ipv4([10, 8, 0, 2], [10, 8, 0, 1], &i.to_be_bytes()),
+        );
     }
     let snap = p.hub.get();
     assert!(snap.peers[0].last_handshake.is_some());
@@ -77,7 +107,10 @@ fn persistent_keepalive_handshakes_without_traffic() {
     let p = pair(1);
     let deadline = Instant::now() + Duration::from_secs(5);
     while p.hub.get().peers[0].last_handshake.is_none() {
-        assert!(Instant::now() < deadline, "no handshake from keepalive alone");
+        assert!(
+            Instant::now() < deadline,
+            "no handshake from keepalive alone"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     p.hub.shutdown();
@@ -88,7 +121,8 @@ fn persistent_keepalive_handshakes_without_traffic() {
 fn drops_are_counted_and_nothing_panics() {
     let p = pair(0);
     // No peer owns 192.0.2.1.
-    p.gw_tun.inject(&ipv4([10, 8, 0, 2], [192, 0, 2, 1], b"nowhere"));
+    p.gw_tun
+        .inject(&ipv4([10, 8, 0, 2], [192, 0, 2, 1], b"nowhere"));
     p.gw_tun.inject(b"\x99not ip");
     // Garbage and truncated WireGuard messages at the hub's port.
     let from = local(9);
@@ -116,7 +150,10 @@ fn drops_are_counted_and_nothing_panics() {
     loop {
         let hub = p.hub.counters();
         let gw = p.gw.counters();
-        if hub.rx_invalid + hub.rx_unknown_peer + hub.rx_rejected >= 300 && gw.tx_no_route == 1 && gw.tx_invalid == 1 {
+        if hub.rx_invalid + hub.rx_unknown_peer + hub.rx_rejected >= 300
+            && gw.tx_no_route == 1
+            && gw.tx_invalid == 1
+        {
             break;
         }
         assert!(Instant::now() < deadline, "hub {hub:?} gw {gw:?}");
@@ -139,7 +176,8 @@ fn spoofed_source_is_dropped() {
     wait_for(&p.hub_tun, &ok);
     // The gateway's own route table would send this (dst in 10.8.0.0/24), but the source
     // 10.9.9.9 is outside what the hub allows from the gateway.
-    p.gw_tun.inject(&ipv4([10, 9, 9, 9], [10, 8, 0, 1], b"spoof"));
+    p.gw_tun
+        .inject(&ipv4([10, 9, 9, 9], [10, 8, 0, 1], b"spoof"));
     let deadline = Instant::now() + Duration::from_secs(5);
     while p.hub.counters().rx_source_not_allowed == 0 {
         assert!(Instant::now() < deadline);
@@ -163,11 +201,19 @@ fn changing_an_established_peer_keeps_the_session() {
     change.endpoint = Some(local(p.hub_port));
     change.persistent_keepalive = Some(25);
     change.update_only = true;
-    p.gw.set(edgewire_tunnel::uapi::DeviceUpdate { peers: vec![change], ..Default::default() }).unwrap();
+    p.gw.set(edgewire_tunnel::uapi::DeviceUpdate {
+        peers: vec![change],
+        ..Default::default()
+    })
+    .unwrap();
     let two = ipv4([10, 8, 0, 2], [10, 8, 0, 1], b"two");
     p.gw_tun.inject(&two);
     wait_for(&p.hub_tun, &two);
-    assert_eq!(p.gw.get().peers[0].last_handshake, before, "no new handshake was needed");
+    assert_eq!(
+        p.gw.get().peers[0].last_handshake,
+        before,
+        "no new handshake was needed"
+    );
     assert_eq!(p.gw.get().peers[0].persistent_keepalive, 25);
     p.hub.shutdown();
     p.gw.shutdown();
@@ -190,7 +236,10 @@ fn busy_port_refuses_the_whole_set() {
 fn tun_deletion_stops_the_device() {
     let p = pair(0);
     p.gw_tun.delete();
-    assert_eq!(p.gw.wait(Some(Duration::from_secs(3))), Some(DeviceExit::TunGone));
+    assert_eq!(
+        p.gw.wait(Some(Duration::from_secs(3))),
+        Some(DeviceExit::TunGone)
+    );
     p.hub.shutdown();
     p.gw.shutdown();
 }

@@ -2,6 +2,8 @@
 //! boringtun's clock advanced with `mock_instant`, so minutes of protocol time cost
 //! microseconds. Run with `cargo test -p edgewire-tunnel --features virtual-time`.
 
+#![allow(clippy::unwrap_used)] // test setup: a failure here is a test failure
+
 mod common;
 
 use std::time::{Duration, Instant};
@@ -30,9 +32,27 @@ impl Net {
         let (a_addr, b_addr) = (local(1000), local(2000));
         let mut a = Core::new();
         let mut b = Core::new();
-        a.apply(config(&ka, 1000, &kb, Some(b_addr), "10.8.0.2/32", keepalive)).unwrap();
-        b.apply(config(&kb, 2000, &ka, Some(a_addr), "10.8.0.1/32", 0)).unwrap();
-        Net { a, b, a_addr, b_addr, start: Instant::now(), elapsed: Duration::ZERO, inits: [0; 2], sent: [0; 2] }
+        a.apply(config(
+            &ka,
+            1000,
+            &kb,
+            Some(b_addr),
+            "10.8.0.2/32",
+            keepalive,
+        ))
+        .unwrap();
+        b.apply(config(&kb, 2000, &ka, Some(a_addr), "10.8.0.1/32", 0))
+            .unwrap();
+        Net {
+            a,
+            b,
+            a_addr,
+            b_addr,
+            start: Instant::now(),
+            elapsed: Duration::ZERO,
+            inits: [0; 2],
+            sent: [0; 2],
+        }
     }
 
     fn now(&self) -> Instant {
@@ -76,14 +96,22 @@ impl Net {
 
     fn send_a_to_b(&mut self, payload: &[u8]) -> Vec<Vec<u8>> {
         let mut out = batch();
-        self.a.encapsulate(self.now(), &ipv4([10, 8, 0, 1], [10, 8, 0, 2], payload), &mut out);
+        self.a.encapsulate(
+            self.now(),
+            &ipv4([10, 8, 0, 1], [10, 8, 0, 2], payload),
+            &mut out,
+        );
         let [_, at_b] = self.pump(out, batch());
         at_b
     }
 
     fn send_b_to_a(&mut self, payload: &[u8]) -> Vec<Vec<u8>> {
         let mut out = batch();
-        self.b.encapsulate(self.now(), &ipv4([10, 8, 0, 2], [10, 8, 0, 1], payload), &mut out);
+        self.b.encapsulate(
+            self.now(),
+            &ipv4([10, 8, 0, 2], [10, 8, 0, 1], payload),
+            &mut out,
+        );
         let [at_a, _] = self.pump(batch(), out);
         at_a
     }
@@ -115,7 +143,10 @@ fn handshake_data_both_ways_and_queue_flush() {
     let got = n.send_a_to_b(b"first");
     assert_eq!(got, vec![ipv4([10, 8, 0, 1], [10, 8, 0, 2], b"first")]);
     assert_eq!(n.inits, [1, 0]);
-    assert_eq!(n.send_b_to_a(b"reply"), vec![ipv4([10, 8, 0, 2], [10, 8, 0, 1], b"reply")]);
+    assert_eq!(
+        n.send_b_to_a(b"reply"),
+        vec![ipv4([10, 8, 0, 2], [10, 8, 0, 1], b"reply")]
+    );
 }
 
 #[test]
@@ -126,9 +157,17 @@ fn rekey_after_120_seconds() {
     // Keep traffic flowing for 130 s of virtual time: the initiator rekeys after 120 s.
     for _ in 0..13 {
         n.run_for(Duration::from_secs(10));
-        assert_eq!(n.send_a_to_b(b"tick").len(), 1, "traffic flows across the rekey");
+        assert_eq!(
+            n.send_a_to_b(b"tick").len(),
+            1,
+            "traffic flows across the rekey"
+        );
     }
-    assert!(n.inits[0] >= 2, "a new handshake was started after REKEY_AFTER_TIME: {:?}", n.inits);
+    assert!(
+        n.inits[0] >= 2,
+        "a new handshake was started after REKEY_AFTER_TIME: {:?}",
+        n.inits
+    );
 }
 
 #[test]
@@ -155,14 +194,21 @@ fn persistent_keepalive_every_interval() {
     n.run_for(Duration::from_secs(100));
     // 100 s / 25 s = 4 keepalives (± one at the boundary), and nothing else.
     let keepalives = n.sent[0] - after_hs;
-    assert!((3..=5).contains(&keepalives), "{keepalives} keepalives in 100 s");
+    assert!(
+        (3..=5).contains(&keepalives),
+        "{keepalives} keepalives in 100 s"
+    );
 }
 
 #[test]
 fn handshake_retry_when_peer_is_silent() {
     let mut n = Net::new(0);
     // B drops everything: remove A from B.
-    n.b.apply(edgewire_tunnel::uapi::DeviceUpdate { replace_peers: true, ..Default::default() }).unwrap();
+    n.b.apply(edgewire_tunnel::uapi::DeviceUpdate {
+        replace_peers: true,
+        ..Default::default()
+    })
+    .unwrap();
     assert!(n.send_a_to_b(b"lost").is_empty());
     n.run_for(Duration::from_secs(30));
     // REKEY_TIMEOUT is 5 s (+ jitter): about 5 retries in 30 s.

@@ -52,7 +52,11 @@ pub fn fatal_in(line: &str) -> Option<Fatal> {
 
 /// Starts k3s: own process group (a Ctrl-C on edgewire's terminal does not reach it, and
 /// edgewire decides how it stops), stdin closed, output piped to [`forward`].
-pub fn spawn(program: &Path, cmd: &K3sCommand, notify_socket: &Path) -> std::io::Result<tokio::process::Child> {
+pub fn spawn(
+    program: &Path,
+    cmd: &K3sCommand,
+    notify_socket: &Path,
+) -> std::io::Result<tokio::process::Child> {
     let mut std_cmd = std::process::Command::new(program);
     std_cmd.args(&cmd.args);
     for k in &cmd.env_remove {
@@ -75,13 +79,21 @@ pub fn spawn(program: &Path, cmd: &K3sCommand, notify_socket: &Path) -> std::io:
 /// Copies `stream` to edgewire's stderr line by line as `k3s[PID]: line`, and reports fatal
 /// errors on `fatal`. Ends at EOF (which may come long after k3s exited, if a child of k3s
 /// keeps the pipe open; nothing waits for it).
-pub fn forward(stream: impl AsyncRead + Unpin + Send + 'static, pid: u32, fatal: UnboundedSender<(u32, Fatal)>) {
+pub fn forward(
+    stream: impl AsyncRead + Unpin + Send + 'static,
+    pid: u32,
+    fatal: UnboundedSender<(u32, Fatal)>,
+) {
     tokio::spawn(async move {
         let mut reader = BufReader::new(stream);
         let mut buf = Vec::new();
         loop {
             buf.clear();
-            match (&mut reader).take(MAX_LINE).read_until(b'\n', &mut buf).await {
+            match (&mut reader)
+                .take(MAX_LINE)
+                .read_until(b'\n', &mut buf)
+                .await
+            {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }
@@ -130,16 +142,33 @@ mod tests {
                     rejected, duplicate hostname or contents of '/etc/rancher/node/password' may not match server node-passwd \
                     entry, try enabling a unique node name with the --with-node-id flag\"";
         let f = fatal_in(line).unwrap_or_else(|| panic!("not fatal"));
-        assert!(f.message.starts_with("Failed to retrieve agent configuration: Node password rejected"), "{}", f.message);
+        assert!(
+            f.message
+                .starts_with("Failed to retrieve agent configuration: Node password rejected"),
+            "{}",
+            f.message
+        );
         assert!(f.message.ends_with("--with-node-id flag"), "{}", f.message);
         assert!(f.to_string().contains("unique --node-name"));
-        assert_eq!(fatal_in("level=info msg=\"Waiting to retrieve agent configuration\""), None);
-        assert!(fatal_in("plain: token CA hash does not match the Cluster CA certificate hash").is_some());
+        assert_eq!(
+            fatal_in("level=info msg=\"Waiting to retrieve agent configuration\""),
+            None
+        );
+        assert!(
+            fatal_in("plain: token CA hash does not match the Cluster CA certificate hash")
+                .is_some()
+        );
     }
 
     #[test]
     fn exit_descriptions() {
-        assert_eq!(describe(&ExitStatus::from_raw(1 << 8)), "exited with status 1");
-        assert_eq!(describe(&ExitStatus::from_raw(9)), "was killed by signal 9 (SIGKILL)");
+        assert_eq!(
+            describe(&ExitStatus::from_raw(1 << 8)),
+            "exited with status 1"
+        );
+        assert_eq!(
+            describe(&ExitStatus::from_raw(9)),
+            "was killed by signal 9 (SIGKILL)"
+        );
     }
 }

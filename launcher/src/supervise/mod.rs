@@ -92,7 +92,10 @@ pub enum Outcome {
 #[derive(Debug, thiserror::Error)]
 pub enum SuperviseError {
     #[error("creating k3s's notify socket {path}: {source}")]
-    Relay { path: PathBuf, source: std::io::Error },
+    Relay {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// What interrupted a wait.
@@ -126,8 +129,10 @@ pub async fn supervise(
     opts: &Options,
     stop: StopSource,
 ) -> Result<Outcome, SuperviseError> {
-    let relay = Relay::bind(&plan.notify_socket)
-        .map_err(|source| SuperviseError::Relay { path: plan.notify_socket.clone(), source })?;
+    let relay = Relay::bind(&plan.notify_socket).map_err(|source| SuperviseError::Relay {
+        path: plan.notify_socket.clone(),
+        source,
+    })?;
     let (fatal_tx, fatal_rx) = mpsc::unbounded_channel();
     let mut tunnel_poll = interval(TUNNEL_POLL);
     tunnel_poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -167,13 +172,17 @@ impl Ctx<'_> {
         let role = self.plan.role;
         let mut backoff = Backoff::new(self.opts.backoff_base, self.opts.backoff_reset_after);
         loop {
-            self.systemd.status(&format!("starting k3s {role} on tunnel {}", self.tunnel.name()));
+            self.systemd.status(&format!(
+                "starting k3s {role} on tunnel {}",
+                self.tunnel.name()
+            ));
             let started = Instant::now();
             let why = match self.run_once().await {
                 Ended::Interrupted(outcome) => return outcome,
                 Ended::Fatal(f) => {
                     tracing::error!("k3s {role} failed and will not be restarted: {f}");
-                    self.systemd.status(&format!("k3s {role} failed, not restarting: {f}"));
+                    self.systemd
+                        .status(&format!("k3s {role} failed, not restarting: {f}"));
                     let i = self.idle(None).await;
                     return self.finish_without_k3s(i);
                 }
@@ -181,7 +190,8 @@ impl Ctx<'_> {
             };
             let delay = backoff.after_exit(started.elapsed());
             tracing::warn!("k3s {role} {why}; restarting in {} ms", delay.as_millis());
-            self.systemd.status(&format!("restarting k3s {role} in {delay:?}: k3s {why}"));
+            self.systemd
+                .status(&format!("restarting k3s {role} in {delay:?}: k3s {why}"));
             match self.idle(Some(delay)).await {
                 Interrupt::Elapsed => continue,
                 i => return self.finish_without_k3s(i),
@@ -207,14 +217,20 @@ impl Ctx<'_> {
             let handshake = self.tunnel.last_handshake(&hub.peer).is_some();
             match (handshake, answer) {
                 (true, Ok(())) => {
-                    tracing::info!("hub {} answered /ping through {}", hub.server.url, self.tunnel.name());
+                    tracing::info!(
+                        "hub {} answered /ping through {}",
+                        hub.server.url,
+                        self.tunnel.name()
+                    );
                     return None;
                 }
                 (false, _) => self.systemd.status(&format!(
                     "waiting for a handshake with the hub (peer {peer}) on {}",
                     self.tunnel.name()
                 )),
-                (true, Err(e)) => self.systemd.status(&format!("waiting for {}/ping: {e}", hub.server.url)),
+                (true, Err(e)) => self
+                    .systemd
+                    .status(&format!("waiting for {}/ping: {e}", hub.server.url)),
             }
             match self.idle(Some(self.opts.probe_interval)).await {
                 Interrupt::Elapsed => {}
@@ -226,9 +242,15 @@ impl Ctx<'_> {
     /// One k3s process from start to exit.
     async fn run_once(&mut self) -> Ended {
         let role = self.plan.role;
-        let mut k3s = match child::spawn(&self.plan.program, &self.plan.command, self.relay.path()) {
+        let mut k3s = match child::spawn(&self.plan.program, &self.plan.command, self.relay.path())
+        {
             Ok(c) => c,
-            Err(e) => return Ended::Exited(format!("could not be started ({}: {e})", self.plan.program.display())),
+            Err(e) => {
+                return Ended::Exited(format!(
+                    "could not be started ({}: {e})",
+                    self.plan.program.display()
+                ))
+            }
         };
         let pid = k3s.id().unwrap_or(0);
         tracing::info!(pid, "started k3s {role}: {}", self.plan.program.display());
@@ -297,9 +319,15 @@ impl Ctx<'_> {
             match (k.as_str(), v.as_str()) {
                 ("READY", "1") if !self.ready_sent => {
                     self.ready_sent = true;
-                    self.systemd.ready(&format!("k3s {role} ready on tunnel {}", self.tunnel.name()));
+                    self.systemd.ready(&format!(
+                        "k3s {role} ready on tunnel {}",
+                        self.tunnel.name()
+                    ));
                 }
-                ("READY", "1") => self.systemd.status(&format!("k3s {role} ready again on tunnel {}", self.tunnel.name())),
+                ("READY", "1") => self.systemd.status(&format!(
+                    "k3s {role} ready again on tunnel {}",
+                    self.tunnel.name()
+                )),
                 _ => tracing::debug!("k3s notification {k}={v}"),
             }
         }
@@ -309,7 +337,8 @@ impl Ctx<'_> {
     async fn stop_k3s(&mut self, k3s: &mut tokio::process::Child, pid: u32, why: &str) {
         let role = self.plan.role;
         self.stopping_sent = true;
-        self.systemd.stopping(&format!("stopping k3s {role} (pid {pid}): {why}"));
+        self.systemd
+            .stopping(&format!("stopping k3s {role} (pid {pid}): {why}"));
         child::signal(pid, Signal::SIGTERM);
         let deadline = sleep(self.opts.stop_timeout);
         tokio::pin!(deadline);
@@ -371,7 +400,8 @@ impl Ctx<'_> {
             Interrupt::Elapsed => (Outcome::Stopped, "stop requested".to_string()),
         };
         self.stopping_sent = true;
-        self.systemd.stopping(&format!("stopping ({why}); k3s is not running"));
+        self.systemd
+            .stopping(&format!("stopping ({why}); k3s is not running"));
         outcome
     }
 }

@@ -28,12 +28,20 @@ impl StopSource {
     /// SIGTERM and SIGINT stop the supervisor (registered now, on the current runtime, so a
     /// signal that arrives while the tunnel is coming up is not lost), plus the handle.
     pub fn with_signals(handle: StopHandle) -> std::io::Result<StopSource> {
-        Ok(StopSource { term: Some(signal(SignalKind::terminate())?), int: Some(signal(SignalKind::interrupt())?), handle })
+        Ok(StopSource {
+            term: Some(signal(SignalKind::terminate())?),
+            int: Some(signal(SignalKind::interrupt())?),
+            handle,
+        })
     }
 
     /// Only the handle stops the supervisor.
     pub fn from_handle(handle: StopHandle) -> StopSource {
-        StopSource { term: None, int: None, handle }
+        StopSource {
+            term: None,
+            int: None,
+            handle,
+        }
     }
 
     /// Resolves with the name of the next stop request.

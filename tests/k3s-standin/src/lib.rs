@@ -45,15 +45,27 @@ pub fn binary() -> PathBuf {
         let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
         let cargo = option_env!("CARGO").unwrap_or("cargo");
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "--bin", "k3s", "--manifest-path", manifest])
-            .arg("--target-dir")
-            .arg(&target_dir);
+        cmd.args([
+            "build",
+            "--quiet",
+            "--bin",
+            "k3s",
+            "--manifest-path",
+            manifest,
+        ])
+        .arg("--target-dir")
+        .arg(&target_dir);
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
-        let status = cmd.status().unwrap_or_else(|e| panic!("running {cargo} build: {e}"));
+        let status = cmd
+            .status()
+            .unwrap_or_else(|e| panic!("running {cargo} build: {e}"));
         let bin = profile_dir.join("k3s");
-        assert!(status.success() && bin.exists(), "building the k3s stand-in failed: {status}");
+        assert!(
+            status.success() && bin.exists(),
+            "building the k3s stand-in failed: {status}"
+        );
         bin
     })
     .clone()

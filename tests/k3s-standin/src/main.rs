@@ -60,12 +60,16 @@ impl Flags {
         let mut out = Vec::new();
         let mut it = args.iter();
         while let Some(a) = it.next() {
-            let Some(name) = a.strip_prefix("--").or_else(|| a.strip_prefix('-')) else { continue };
+            let Some(name) = a.strip_prefix("--").or_else(|| a.strip_prefix('-')) else {
+                continue;
+            };
             let (name, inline) = match name.split_once('=') {
                 Some((n, v)) => (n, Some(v.to_string())),
                 None => (name, None),
             };
-            let Some(&(_, canon)) = VALUE_FLAGS.iter().find(|(n, _)| *n == name) else { continue };
+            let Some(&(_, canon)) = VALUE_FLAGS.iter().find(|(n, _)| *n == name) else {
+                continue;
+            };
             let value = match inline {
                 Some(v) => v,
                 None => it.next().cloned().unwrap_or_default(),
@@ -76,7 +80,11 @@ impl Flags {
     }
 
     fn last(&self, name: &str) -> Option<&str> {
-        self.0.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -84,7 +92,11 @@ impl Flags {
 /// died must still be able to record its own end.
 fn log(level: &str, msg: &str) {
     use std::io::Write as _;
-    let _ = writeln!(std::io::stderr(), "time=\"{}\" level={level} msg=\"{msg}\"", record::now_ms());
+    let _ = writeln!(
+        std::io::stderr(),
+        "time=\"{}\" level={level} msg=\"{msg}\"",
+        record::now_ms()
+    );
 }
 
 struct Ctx {
@@ -105,7 +117,9 @@ fn env(name: &str) -> Option<String> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let role = args.get(1).cloned().unwrap_or_default();
     if role == "shim" {
         // A containerd-shim look-alike: lives until killed.
@@ -127,15 +141,24 @@ fn main() {
         std::process::exit(2);
     }
 
-    let ctx = Ctx { record: env("K3S_STANDIN_RECORD").map(PathBuf::from), flags: Flags::parse(&args[2..]) };
+    let ctx = Ctx {
+        record: env("K3S_STANDIN_RECORD").map(PathBuf::from),
+        flags: Flags::parse(&args[2..]),
+    };
     ctx.rec("start", &role);
     for a in &args {
         ctx.rec("arg", a);
     }
     for (k, v) in std::env::vars_os() {
-        ctx.rec("env", &format!("{}={}", k.to_string_lossy(), v.to_string_lossy()));
+        ctx.rec(
+            "env",
+            &format!("{}={}", k.to_string_lossy(), v.to_string_lossy()),
+        );
     }
-    log("info", &format!("Starting k3s {role} (stand-in) pid {}", std::process::id()));
+    log(
+        "info",
+        &format!("Starting k3s {role} (stand-in) pid {}", std::process::id()),
+    );
 
     if let Some(secs) = env("K3S_STANDIN_CRASH_AFTER").and_then(|s| s.parse::<f64>().ok()) {
         let rec = ctx.record.clone();
@@ -154,7 +177,11 @@ fn main() {
     if env("K3S_STANDIN_SHIM").is_some() {
         spawn_shim(&ctx);
     }
-    let started = if role == "server" { server(&ctx) } else { agent(&ctx) };
+    let started = if role == "server" {
+        server(&ctx)
+    } else {
+        agent(&ctx)
+    };
     if let Err(e) = started {
         log("fatal", &e);
         ctx.rec("exit", "1");
@@ -164,7 +191,11 @@ fn main() {
 }
 
 fn server(ctx: &Ctx) -> Result<(), String> {
-    let data_dir = ctx.flags.last("data-dir").map(String::from).or_else(|| env("K3S_DATA_DIR"));
+    let data_dir = ctx
+        .flags
+        .last("data-dir")
+        .map(String::from)
+        .or_else(|| env("K3S_DATA_DIR"));
     let data_dir = PathBuf::from(data_dir.unwrap_or_else(|| "/var/lib/rancher/k3s".into()));
     let token = ctx
         .flags
@@ -173,28 +204,46 @@ fn server(ctx: &Ctx) -> Result<(), String> {
         .or_else(|| env("K3S_TOKEN"))
         .unwrap_or_else(|| format!("standin{:x}", record::now_ms()));
     let node_token = format!("K10{}::server:{token}", "0123456789abcdef".repeat(4));
-    write_private(&data_dir.join("server/node-token"), &format!("{node_token}\n"))?;
+    write_private(
+        &data_dir.join("server/node-token"),
+        &format!("{node_token}\n"),
+    )?;
 
     let ip: IpAddr = match ctx.flags.last("node-ip") {
         Some(list) => {
             let first = list.split(',').next().unwrap_or("");
-            first.parse().map_err(|_| format!("invalid --node-ip {first:?}"))?
+            first
+                .parse()
+                .map_err(|_| format!("invalid --node-ip {first:?}"))?
         }
         None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
     };
     let port: u16 = match ctx.flags.last("https-listen-port") {
-        Some(p) => p.parse().map_err(|_| format!("invalid --https-listen-port {p:?}"))?,
+        Some(p) => p
+            .parse()
+            .map_err(|_| format!("invalid --https-listen-port {p:?}"))?,
         None => 6443,
     };
-    let listener =
-        TcpListener::bind(SocketAddr::new(ip, port)).map_err(|e| format!("listen tcp {ip}:{port}: {e}"))?;
+    let listener = TcpListener::bind(SocketAddr::new(ip, port))
+        .map_err(|e| format!("listen tcp {ip}:{port}: {e}"))?;
     tls::serve(listener)?;
-    log("info", &format!("Serving /ping on https://{}", SocketAddr::new(ip, port)));
+    log(
+        "info",
+        &format!("Serving /ping on https://{}", SocketAddr::new(ip, port)),
+    );
 
-    let kubeconfig = ctx.flags.last("write-kubeconfig").map(String::from).or_else(|| env("K3S_KUBECONFIG_OUTPUT"));
-    let kubeconfig = PathBuf::from(kubeconfig.unwrap_or_else(|| "/etc/rancher/k3s/k3s.yaml".into()));
+    let kubeconfig = ctx
+        .flags
+        .last("write-kubeconfig")
+        .map(String::from)
+        .or_else(|| env("K3S_KUBECONFIG_OUTPUT"));
+    let kubeconfig =
+        PathBuf::from(kubeconfig.unwrap_or_else(|| "/etc/rancher/k3s/k3s.yaml".into()));
     write_private(&kubeconfig, &kubeconfig_text(port))?;
-    log("info", &format!("Wrote kubeconfig {}", kubeconfig.display()));
+    log(
+        "info",
+        &format!("Wrote kubeconfig {}", kubeconfig.display()),
+    );
 
     notify_ready();
     ctx.rec("ready", "");
@@ -213,20 +262,43 @@ fn kubeconfig_text(port: u16) -> String {
 }
 
 fn agent(ctx: &Ctx) -> Result<(), String> {
-    let url = ctx.flags.last("server").map(String::from).or_else(|| env("K3S_URL"));
+    let url = ctx
+        .flags
+        .last("server")
+        .map(String::from)
+        .or_else(|| env("K3S_URL"));
     let url = url.ok_or("--server is required (or K3S_URL)")?;
-    let token_file = ctx.flags.last("token-file").map(String::from).or_else(|| env("K3S_TOKEN_FILE"));
+    let token_file = ctx
+        .flags
+        .last("token-file")
+        .map(String::from)
+        .or_else(|| env("K3S_TOKEN_FILE"));
     let token = match token_file {
-        Some(f) => std::fs::read_to_string(&f).map_err(|e| format!("reading token file {f}: {e}"))?,
-        None => ctx.flags.last("token").map(String::from).or_else(|| env("K3S_TOKEN")).unwrap_or_default(),
+        Some(f) => {
+            std::fs::read_to_string(&f).map_err(|e| format!("reading token file {f}: {e}"))?
+        }
+        None => ctx
+            .flags
+            .last("token")
+            .map(String::from)
+            .or_else(|| env("K3S_TOKEN"))
+            .unwrap_or_default(),
     };
     if token.trim().is_empty() {
         return Err("--token is required".into());
     }
-    let host_port = url.strip_prefix("https://").ok_or_else(|| format!("invalid server url {url}"))?;
+    let host_port = url
+        .strip_prefix("https://")
+        .ok_or_else(|| format!("invalid server url {url}"))?;
     let host_port = host_port.trim_end_matches('/').to_string();
-    let host = host_port.rsplit_once(':').map(|(h, _)| h).unwrap_or(&host_port);
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let host = host_port
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or(&host_port);
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let rec = ctx.record.clone();
     std::thread::spawn(move || loop {
         let attempt = if env("K3S_STANDIN_PASSWORD_REJECTED").is_some() {
@@ -248,13 +320,19 @@ fn agent(ctx: &Ctx) -> Result<(), String> {
                 return;
             }
             Err(e) if e == PASSWORD_REJECTED => {
-                log("error", &format!("Failed to retrieve agent configuration: {e}"));
+                log(
+                    "error",
+                    &format!("Failed to retrieve agent configuration: {e}"),
+                );
                 if let Some(p) = &rec {
                     record::append(p, "join-failed", &e);
                 }
             }
             Err(e) => {
-                log("info", &format!("Waiting to retrieve agent configuration; server is not ready: {e}"));
+                log(
+                    "info",
+                    &format!("Waiting to retrieve agent configuration; server is not ready: {e}"),
+                );
                 if let Some(p) = &rec {
                     record::append(p, "join-failed", &e);
                 }
@@ -266,7 +344,9 @@ fn agent(ctx: &Ctx) -> Result<(), String> {
 }
 
 fn spawn_shim(ctx: &Ctx) {
-    let Ok(exe) = std::env::current_exe() else { return };
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
     // Same process group as the stand-in (the default), stdio detached like a real shim.
     let child = Command::new(exe)
         .arg0("containerd-shim")
@@ -292,7 +372,14 @@ fn wait_for_stop(ctx: &Ctx, stop: &SigSet) -> ! {
             },
             None => "iface=? unknown".to_string(),
         };
-        ctx.rec(if sig == Signal::SIGTERM { "sigterm" } else { "sigint" }, &state);
+        ctx.rec(
+            if sig == Signal::SIGTERM {
+                "sigterm"
+            } else {
+                "sigint"
+            },
+            &state,
+        );
         log("info", &format!("Received {sig:?} ({state})"));
         if env("K3S_STANDIN_IGNORE_SIGTERM").is_some() {
             continue;
@@ -304,7 +391,9 @@ fn wait_for_stop(ctx: &Ctx, stop: &SigSet) -> ! {
 }
 
 fn notify_ready() {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
     if let Err(e) = send_notify(&path, b"READY=1") {
         log("warning", &format!("sd_notify: {e}"));
     }
@@ -319,7 +408,9 @@ fn send_notify(path: &OsString, msg: &[u8]) -> std::io::Result<()> {
         Some(name) => UnixAddr::from_abstract_name(name)?,
         None => UnixAddr::from_pathname(Path::new(path))?,
     };
-    UnixDatagram::unbound()?.send_to_addr(msg, &addr).map(|_| ())
+    UnixDatagram::unbound()?
+        .send_to_addr(msg, &addr)
+        .map(|_| ())
 }
 
 fn write_private(path: &Path, text: &str) -> Result<(), String> {
@@ -335,7 +426,11 @@ fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -354,10 +449,18 @@ mod tests {
 
     #[test]
     fn flags_forms() {
-        let a: Vec<String> = ["--node-ip", "10.8.0.2", "--flannel-iface=wg0", "-d", "/x", "--debug", "-i=1.2.3.4"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let a: Vec<String> = [
+            "--node-ip",
+            "10.8.0.2",
+            "--flannel-iface=wg0",
+            "-d",
+            "/x",
+            "--debug",
+            "-i=1.2.3.4",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let f = Flags::parse(&a);
         assert_eq!(f.last("node-ip"), Some("1.2.3.4"));
         assert_eq!(f.last("flannel-iface"), Some("wg0"));

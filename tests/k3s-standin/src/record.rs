@@ -28,12 +28,21 @@ pub struct Record {
 
 /// Milliseconds since the UNIX epoch, the time base of [`Record::ms`].
 pub fn now_ms() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
 }
 
 /// Appends one record; errors are ignored (a stand-in must not fail because of its log).
 pub fn append(path: &Path, kind: &str, value: &str) {
-    let line = format!("{}\t{}\t{}\t{}\n", now_ms(), std::process::id(), kind, escape(value));
+    let line = format!(
+        "{}\t{}\t{}\t{}\n",
+        now_ms(),
+        std::process::id(),
+        kind,
+        escape(value)
+    );
     if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
         let _ = f.write_all(line.as_bytes());
     }
@@ -51,11 +60,18 @@ fn parse_line(line: &str) -> Option<Record> {
     let pid = it.next()?.parse().ok()?;
     let kind = it.next()?.to_string();
     let value = unescape(it.next().unwrap_or(""));
-    Some(Record { ms, pid, kind, value })
+    Some(Record {
+        ms,
+        pid,
+        kind,
+        value,
+    })
 }
 
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('\t', "\\t").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('\t', "\\t")
+        .replace('\n', "\\n")
 }
 
 fn unescape(s: &str) -> String {
@@ -116,11 +132,18 @@ pub fn runs(path: &Path) -> Vec<Run> {
     let mut runs: Vec<Run> = Vec::new();
     for r in read(path) {
         if r.kind == "start" {
-            runs.push(Run { pid: r.pid, role: r.value, started_ms: r.ms, ..Run::default() });
+            runs.push(Run {
+                pid: r.pid,
+                role: r.value,
+                started_ms: r.ms,
+                ..Run::default()
+            });
             continue;
         }
         // Attach to the latest run of this PID (PIDs are not reused within one test).
-        let Some(run) = runs.iter_mut().rev().find(|run| run.pid == r.pid) else { continue };
+        let Some(run) = runs.iter_mut().rev().find(|run| run.pid == r.pid) else {
+            continue;
+        };
         match r.kind.as_str() {
             "arg" => run.argv.push(r.value),
             "env" => {
@@ -147,7 +170,8 @@ mod tests {
 
     #[test]
     fn runs_group_by_pid() {
-        let text = "10\t7\tstart\tagent\n11\t7\targ\tk3s\n12\t7\targ\t--node-ip\n13\t7\targ\t10.8.0.2\n\
+        let text =
+            "10\t7\tstart\tagent\n11\t7\targ\tk3s\n12\t7\targ\t--node-ip\n13\t7\targ\t10.8.0.2\n\
                     14\t7\tenv\tK3S_URL=https://10.8.0.1:6443\n15\t8\tstart\tserver\n\
                     16\t7\tready\t\ngarbage\n17\t8\texit\t1\n";
         let dir = std::env::temp_dir().join(format!("standin-record-{}", std::process::id()));
@@ -157,7 +181,10 @@ mod tests {
         assert_eq!(runs.len(), 2);
         assert_eq!(runs[0].role, "agent");
         assert_eq!(runs[0].flag_values("--node-ip"), vec!["10.8.0.2"]);
-        assert_eq!(runs[0].env.get("K3S_URL").map(String::as_str), Some("https://10.8.0.1:6443"));
+        assert_eq!(
+            runs[0].env.get("K3S_URL").map(String::as_str),
+            Some("https://10.8.0.1:6443")
+        );
         assert!(runs[0].event("ready").is_some());
         assert_eq!(runs[1].event("exit").map(|r| r.value.as_str()), Some("1"));
     }

@@ -58,7 +58,11 @@ fn handle(config: Arc<rustls::ServerConfig>, tcp: TcpStream) -> std::io::Result<
         }
         req.extend_from_slice(&buf[..n]);
     }
-    let first = String::from_utf8_lossy(&req).lines().next().unwrap_or("").to_string();
+    let first = String::from_utf8_lossy(&req)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
     let (status, body) = if first.starts_with("GET /ping ") {
         ("200 OK", "pong")
     } else {

@@ -62,8 +62,11 @@ impl Device {
     pub fn start(tun: Arc<dyn TunIo>, binder: Arc<dyn UdpBinder>) -> std::io::Result<Arc<Device>> {
         let udp = binder.bind(0, 0)?;
         let mut core = Core::new();
-        core.apply(DeviceUpdate { listen_port: Some(udp.local_port()), ..Default::default() })
-            .map_err(|e| std::io::Error::other(e.message))?;
+        core.apply(DeviceUpdate {
+            listen_port: Some(udp.local_port()),
+            ..Default::default()
+        })
+        .map_err(|e| std::io::Error::other(e.message))?;
         let device = Arc::new(Device {
             counters: core.counters().clone(),
             core: RwLock::new(core),
@@ -78,7 +81,9 @@ impl Device {
         });
         let spawn = |name: &str, f: fn(Arc<Device>)| {
             let d = device.clone();
-            std::thread::Builder::new().name(name.into()).spawn(move || f(d))
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || f(d))
         };
         let handles = vec![
             spawn("ew-tx", tx::run)?,
@@ -99,7 +104,11 @@ impl Device {
     }
 
     pub fn last_handshake(&self, peer: &PublicKey) -> Option<SystemTime> {
-        self.get().peers.into_iter().find(|p| &p.public_key == peer)?.last_handshake
+        self.get()
+            .peers
+            .into_iter()
+            .find(|p| &p.public_key == peer)?
+            .last_handshake
     }
 
     /// Asks the threads to stop; returns at once.
@@ -168,13 +177,17 @@ impl UapiDevice for Device {
             Some(port) if port != 0 && port != current.local_port() => Some(
                 self.binder
                     .bind(port, update.fwmark.unwrap_or(core.fwmark()))
-                    .map_err(|e| SetError::port_in_use(format!("cannot listen on UDP port {port}: {e}")))?,
+                    .map_err(|e| {
+                        SetError::port_in_use(format!("cannot listen on UDP port {port}: {e}"))
+                    })?,
             ),
             _ => None,
         };
         if let Some(mark) = update.fwmark {
             if new_socket.is_none() && mark != core.fwmark() {
-                current.set_fwmark(mark).map_err(|e| SetError::io(format!("cannot set fwmark {mark:#x}: {e}")))?;
+                current
+                    .set_fwmark(mark)
+                    .map_err(|e| SetError::io(format!("cannot set fwmark {mark:#x}: {e}")))?;
             }
         }
         if let Some(sock) = &new_socket {

@@ -59,4 +59,3 @@ pub(super) fn send_batch(socket: &dyn crate::io::UdpIo, batch: &Batch) {
         tracing::debug!("UDP send failed: {e}");
     }
 }
-

@@ -30,9 +30,11 @@ pub fn check_dns(cfg: &InterfaceConfig) -> Result<(), String> {
         return Ok(());
     }
     if find_in_path("resolvconf").is_none() {
-        return Err("DNS = is set but resolvconf is not installed (wg-quick needs it too); \
+        return Err(
+            "DNS = is set but resolvconf is not installed (wg-quick needs it too); \
                     install openresolv or remove DNS from the config"
-            .into());
+                .into(),
+        );
     }
     Ok(())
 }
@@ -56,7 +58,9 @@ pub fn set_dns(cfg: &InterfaceConfig, iface: &str) -> Result<(), String> {
         .map_err(|e| format!("resolvconf: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
         use std::io::Write;
-        stdin.write_all(input.as_bytes()).map_err(|e| format!("resolvconf: {e}"))?;
+        stdin
+            .write_all(input.as_bytes())
+            .map_err(|e| format!("resolvconf: {e}"))?;
     }
     let status = child.wait().map_err(|e| format!("resolvconf: {e}"))?;
     if status.success() {
@@ -70,10 +74,14 @@ pub fn unset_dns(cfg: &InterfaceConfig, iface: &str) {
     if cfg.dns.is_empty() && cfg.dns_search.is_empty() {
         return;
     }
-    let _ = Command::new("resolvconf").args(["-d", &format!("tun.{iface}"), "-f"]).status();
+    let _ = Command::new("resolvconf")
+        .args(["-d", &format!("tun.{iface}"), "-f"])
+        .status();
 }
 
 fn find_in_path(name: &str) -> Option<std::path::PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| Path::new(p).is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| Path::new(p).is_file())
 }

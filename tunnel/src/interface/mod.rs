@@ -83,10 +83,13 @@ impl Interface {
     pub fn up(name: &str, config: &Config, options: UpOptions) -> Result<Interface, UpError> {
         validate_name(name)?;
         if config.interface.private_key.is_none() {
-            return Err(UpError::Invalid(format!("{name}: the configuration has no PrivateKey")));
+            return Err(UpError::Invalid(format!(
+                "{name}: the configuration has no PrivateKey"
+            )));
         }
         let planned = routes::plan(config).map_err(|e| UpError::Invalid(format!("{name}: {e}")))?;
-        hooks::check_dns(&config.interface).map_err(|e| UpError::Invalid(format!("{name}: {e}")))?;
+        hooks::check_dns(&config.interface)
+            .map_err(|e| UpError::Invalid(format!("{name}: {e}")))?;
         if netlink::link_exists(name).unwrap_or(false) {
             return Err(UpError::Invalid(format!("{name} already exists")));
         }
@@ -94,22 +97,32 @@ impl Interface {
         let mut resolved = Vec::new();
         for p in &config.peers {
             if let Some(ep) = &p.endpoint {
-                let addr = ep.resolve().map_err(|e| UpError::Invalid(format!("{name}: {e}")))?;
+                let addr = ep
+                    .resolve()
+                    .map_err(|e| UpError::Invalid(format!("{name}: {e}")))?;
                 resolved.push((ep.clone(), addr));
             }
         }
-        let update = config.to_update(&|ep| resolved.iter().find(|(e, _)| e == ep).map(|(_, a)| *a));
+        let update =
+            config.to_update(&|ep| resolved.iter().find(|(e, _)| e == ep).map(|(_, a)| *a));
 
         if !options.no_hooks {
             hooks::run("PreUp", &config.interface.pre_up, name).map_err(UpError::Invalid)?;
         }
         let mut iface = Self::create(name, config.clone(), options, false)?;
         let result = (|| {
-            iface.device.set(update).map_err(|e| UpError::Invalid(format!("{name}: {e}")))?;
+            iface
+                .device
+                .set(update)
+                .map_err(|e| UpError::Invalid(format!("{name}: {e}")))?;
             for addr in &config.interface.addresses {
-                netlink::add_address(name, *addr).map_err(sys_err(format!("{name}: adding address {addr}")))?;
+                netlink::add_address(name, *addr)
+                    .map_err(sys_err(format!("{name}: adding address {addr}")))?;
             }
-            let mtu = config.interface.mtu.unwrap_or_else(|| netlink::wg_quick_mtu(&routes::endpoint_ips(config)));
+            let mtu = config
+                .interface
+                .mtu
+                .unwrap_or_else(|| netlink::wg_quick_mtu(&routes::endpoint_ips(config)));
             netlink::set_mtu(name, mtu).map_err(sys_err(format!("{name}: setting MTU {mtu}")))?;
             netlink::set_up(name).map_err(sys_err(format!("{name}: setting link up")))?;
             hooks::set_dns(&config.interface, name).map_err(UpError::Invalid)?;
@@ -118,7 +131,9 @@ impl Interface {
                 match netlink::add_route(name, r.net, r.table) {
                     Ok(()) => iface.applied.routes.push(*r),
                     // Already routed (wg-quick checks first and skips): not ours to remove.
-                    Err(e) if e.errno() == Some(libc::EEXIST) => tracing::info!("{name}: route {} exists", r.net),
+                    Err(e) if e.errno() == Some(libc::EEXIST) => {
+                        tracing::info!("{name}: route {} exists", r.net)
+                    }
                     Err(e) => return Err(sys_err(format!("{name}: adding route {}", r.net))(e)),
                 }
             }
@@ -143,24 +158,38 @@ impl Interface {
         Self::create(name, Config::default(), options, true)
     }
 
-    fn create(name: &str, config: Config, options: UpOptions, bare: bool) -> Result<Interface, UpError> {
+    fn create(
+        name: &str,
+        config: Config,
+        options: UpOptions,
+        bare: bool,
+    ) -> Result<Interface, UpError> {
         let offload = Offload::from_env();
-        let tun = LinuxTun::create_with(name, offload).map_err(sys_err(format!("{name}: creating TUN device")))?;
+        let tun = LinuxTun::create_with(name, offload)
+            .map_err(sys_err(format!("{name}: creating TUN device")))?;
         tracing::info!("{name}: TUN offloads: {}", tun.offload_status());
         let tun: Arc<dyn TunIo> = Arc::new(tun);
         let binder: Arc<dyn UdpBinder> = Arc::new(LinuxUdpBinder::new(offload));
-        let device = Device::start(tun, binder).map_err(sys_err(format!("{name}: starting device")))?;
+        let device =
+            Device::start(tun, binder).map_err(sys_err(format!("{name}: starting device")))?;
         let mut iface = Interface {
             name: name.to_owned(),
             config,
             options,
             device,
             uapi: None,
-            applied: Applied { tun_created: true, ..Default::default() },
+            applied: Applied {
+                tun_created: true,
+                ..Default::default()
+            },
             stop: AtomicBool::new(false),
             bare,
         };
-        let dir = iface.options.socket_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET_DIR));
+        let dir = iface
+            .options
+            .socket_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET_DIR));
         let dev: Arc<dyn UapiDevice> = iface.device.clone();
         match UapiServer::bind(&dir, name, dev) {
             Ok(server) => iface.uapi = Some(server),
@@ -198,7 +227,9 @@ impl Interface {
                 }
             }
             let step = Duration::from_millis(200);
-            let step = deadline.map_or(step, |d| d.saturating_duration_since(Instant::now()).min(step));
+            let step = deadline.map_or(step, |d| {
+                d.saturating_duration_since(Instant::now()).min(step)
+            });
             match self.device.wait(Some(step)) {
                 Some(DeviceExit::TunGone) => return Some(ExitReason::TunDeleted),
                 Some(DeviceExit::Stopped) => return Some(ExitReason::Stopped),
@@ -233,7 +264,9 @@ impl Interface {
         if run_hooks && self.config.interface.save_config && !self.bare {
             if let Some(path) = &self.options.config_path {
                 match save::save(path, &self.config, &self.device.get()) {
-                    Ok(()) => tracing::info!("saved the running configuration to {}", path.display()),
+                    Ok(()) => {
+                        tracing::info!("saved the running configuration to {}", path.display())
+                    }
                     Err(e) => tracing::warn!("SaveConfig: cannot write {}: {e}", path.display()),
                 }
             }
@@ -277,7 +310,9 @@ pub fn validate_name(name: &str) -> Result<(), UpError> {
         && name.len() < 16
         && name != "."
         && name != ".."
-        && name.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
     if ok {
         Ok(())
     } else {

@@ -26,8 +26,17 @@ pub fn plan(config: &Config) -> Result<Vec<PlannedRoute>, String> {
         Table::Id(n) => Some(n),
         Table::Name(name) => Some(table_id(&name)?),
     };
-    let connected: Vec<IpNet> = config.interface.addresses.iter().map(|a| a.network()).collect();
-    let mut nets: Vec<IpNet> = config.peers.iter().flat_map(|p| p.allowed_ips.iter().map(|n| n.network())).collect();
+    let connected: Vec<IpNet> = config
+        .interface
+        .addresses
+        .iter()
+        .map(|a| a.network())
+        .collect();
+    let mut nets: Vec<IpNet> = config
+        .peers
+        .iter()
+        .flat_map(|p| p.allowed_ips.iter().map(|n| n.network()))
+        .collect();
     nets.sort_by(|a, b| b.prefix().cmp(&a.prefix()).then(a.cmp(b)));
     nets.dedup();
     let mut out = Vec::new();
@@ -60,13 +69,17 @@ fn table_id(name: &str) -> Result<u32, String> {
                 let mut parts = line.split_whitespace();
                 if let (Some(id), Some(n)) = (parts.next(), parts.next()) {
                     if n == name && !id.starts_with('#') {
-                        return id.parse().map_err(|_| format!("table {name}: bad id {id} in {path}"));
+                        return id
+                            .parse()
+                            .map_err(|_| format!("table {name}: bad id {id} in {path}"));
                     }
                 }
             }
         }
     }
-    Err(format!("Table = {name}: no such routing table in /etc/iproute2/rt_tables"))
+    Err(format!(
+        "Table = {name}: no such routing table in /etc/iproute2/rt_tables"
+    ))
 }
 
 /// The endpoint addresses wg-quick's MTU rule looks at.
@@ -107,13 +120,18 @@ mod tests {
             "[Interface]\nPrivateKey = {KEY}\nAddress = 10.8.0.1/24\nTable = 1234\n[Peer]\nPublicKey = {PEER}\nAllowedIPs = 10.0.0.0/8, 10.9.0.1/32, fd00::/64\n"
         ));
         let p = plan(&c).unwrap();
-        assert_eq!(p.iter().map(|r| r.net.to_string()).collect::<Vec<_>>(), ["fd00::/64", "10.9.0.1/32", "10.0.0.0/8"]);
+        assert_eq!(
+            p.iter().map(|r| r.net.to_string()).collect::<Vec<_>>(),
+            ["fd00::/64", "10.9.0.1/32", "10.0.0.0/8"]
+        );
         assert!(p.iter().all(|r| r.table == Some(1234)));
     }
 
     #[test]
     fn default_route_with_auto_is_refused() {
-        let c = cfg(&format!("[Interface]\nPrivateKey = {KEY}\n[Peer]\nPublicKey = {PEER}\nAllowedIPs = 0.0.0.0/0\n"));
+        let c = cfg(&format!(
+            "[Interface]\nPrivateKey = {KEY}\n[Peer]\nPublicKey = {PEER}\nAllowedIPs = 0.0.0.0/0\n"
+        ));
         assert!(plan(&c).unwrap_err().contains("Table = off"));
         let c = cfg(&format!("[Interface]\nPrivateKey = {KEY}\nTable = off\n[Peer]\nPublicKey = {PEER}\nAllowedIPs = 0.0.0.0/0\n"));
         assert_eq!(plan(&c).unwrap(), vec![]);

@@ -37,7 +37,12 @@ impl Batch {
 
     /// Like [`Batch::new`], leaving `headroom` bytes before and `tailroom` bytes after every
     /// packet appended with [`Batch::spare`]/[`Batch::commit`]/[`Batch::push`].
-    pub fn with_room(max_entries: usize, arena_bytes: usize, headroom: usize, tailroom: usize) -> Self {
+    pub fn with_room(
+        max_entries: usize,
+        arena_bytes: usize,
+        headroom: usize,
+        tailroom: usize,
+    ) -> Self {
         Self {
             arena: vec![0; arena_bytes],
             used: 0,
@@ -103,7 +108,10 @@ impl Batch {
 
     pub fn packet_mut(&mut self, i: usize) -> &mut [u8] {
         match self.entries.get(i) {
-            Some(e) => self.arena.get_mut(e.offset..e.offset + e.len).unwrap_or(&mut []),
+            Some(e) => self
+                .arena
+                .get_mut(e.offset..e.offset + e.len)
+                .unwrap_or(&mut []),
             None => &mut [],
         }
     }
@@ -132,7 +140,11 @@ impl Batch {
         let start = self.used + self.headroom;
         let end = self.arena.len().saturating_sub(self.tailroom);
         let len = len.min(end.saturating_sub(start));
-        self.entries.push(Entry { offset: start, len, addr });
+        self.entries.push(Entry {
+            offset: start,
+            len,
+            addr,
+        });
         self.used = (start + len + self.tailroom).min(self.arena.len());
     }
 

@@ -28,7 +28,10 @@ pub struct FakeNet {
 
 impl FakeNet {
     pub fn new() -> Self {
-        Self { ports: Arc::default(), next_port: Arc::new(AtomicU16::new(40000)) }
+        Self {
+            ports: Arc::default(),
+            next_port: Arc::new(AtomicU16::new(40000)),
+        }
     }
 
     /// Delivers one datagram as if sent from `from` (for fuzz-style tests).
@@ -57,7 +60,11 @@ impl UdpBinder for FakeNet {
         }
         let (tx, rx) = channel();
         ports.insert(port, tx);
-        Ok(Arc::new(FakeUdp { net: self.clone(), port, rx: Mutex::new(rx) }))
+        Ok(Arc::new(FakeUdp {
+            net: self.clone(),
+            port,
+            rx: Mutex::new(rx),
+        }))
     }
 }
 
@@ -130,8 +137,17 @@ impl FakeTun {
         let (to_kernel, from_device) = channel();
         let alive = Arc::new(AtomicBool::new(true));
         (
-            FakeTun { from_kernel: Mutex::new(from_kernel), to_kernel, mtu, alive: alive.clone() },
-            FakeTunHandle { to_device, from_device, alive },
+            FakeTun {
+                from_kernel: Mutex::new(from_kernel),
+                to_kernel,
+                mtu,
+                alive: alive.clone(),
+            },
+            FakeTunHandle {
+                to_device,
+                from_device,
+                alive,
+            },
         )
     }
 }

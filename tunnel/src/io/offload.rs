@@ -60,7 +60,14 @@ impl VirtioNetHdr {
     pub fn decode(b: &[u8]) -> Option<Self> {
         let b: &[u8; VNET_HDR_LEN] = b.get(..VNET_HDR_LEN)?.try_into().ok()?;
         let u = |i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
-        Some(Self { flags: b[0], gso_type: b[1], hdr_len: u(2), gso_size: u(4), csum_start: u(6), csum_offset: u(8) })
+        Some(Self {
+            flags: b[0],
+            gso_type: b[1],
+            hdr_len: u(2),
+            gso_size: u(4),
+            csum_start: u(6),
+            csum_offset: u(8),
+        })
     }
 
     pub fn encode(&self) -> [u8; VNET_HDR_LEN] {
@@ -136,8 +143,13 @@ pub fn transport_checksum_valid(pkt: &[u8], l4_off: usize, proto: u8) -> bool {
     let (Some((src, dst)), Some(l4)) = (ip_addrs(pkt), pkt.get(l4_off..)) else {
         return false;
     };
-    let Ok(len) = u32::try_from(l4.len()) else { return false };
-    checksum_fold(checksum_nofold(l4, pseudo_header_nofold(src, dst, proto, len))) == 0xffff
+    let Ok(len) = u32::try_from(l4.len()) else {
+        return false;
+    };
+    checksum_fold(checksum_nofold(
+        l4,
+        pseudo_header_nofold(src, dst, proto, len),
+    )) == 0xffff
 }
 
 // ---- splitting on read -----------------------------------------------------------------
@@ -182,15 +194,28 @@ pub fn split_into(
     let gso_type = hdr.gso_type & !VIRTIO_NET_HDR_GSO_ECN;
     if gso_type == VIRTIO_NET_HDR_GSO_NONE {
         if hdr.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 {
-            finish_partial_checksum(pkt, usize::from(hdr.csum_start), usize::from(hdr.csum_offset))?;
+            finish_partial_checksum(
+                pkt,
+                usize::from(hdr.csum_start),
+                usize::from(hdr.csum_offset),
+            )?;
         }
         if first_segment > 0 {
-            return Ok(SplitProgress { emitted: 0, next_segment: None });
+            return Ok(SplitProgress {
+                emitted: 0,
+                next_segment: None,
+            });
         }
         return Ok(if out.push(pkt, NO_ADDR) {
-            SplitProgress { emitted: 1, next_segment: None }
+            SplitProgress {
+                emitted: 1,
+                next_segment: None,
+            }
         } else {
-            SplitProgress { emitted: 0, next_segment: Some(0) }
+            SplitProgress {
+                emitted: 0,
+                next_segment: Some(0),
+            }
         });
     }
     let version = pkt.first().ok_or(SplitError::Truncated)? >> 4;
@@ -199,12 +224,22 @@ pub fn split_into(
         (VIRTIO_NET_HDR_GSO_TCPV6, 6) => (true, true),
         (VIRTIO_NET_HDR_GSO_UDP_L4, 4) => (false, false),
         (VIRTIO_NET_HDR_GSO_UDP_L4, 6) => (false, true),
-        _ => return Err(SplitError::BadHeader("GSO type does not match the IP version")),
+        _ => {
+            return Err(SplitError::BadHeader(
+                "GSO type does not match the IP version",
+            ))
+        }
     };
     let l4 = usize::from(hdr.csum_start);
-    let ip_min = if v6 { 40 } else { usize::from(pkt.first().copied().unwrap_or(0) & 0x0f) * 4 };
+    let ip_min = if v6 {
+        40
+    } else {
+        usize::from(pkt.first().copied().unwrap_or(0) & 0x0f) * 4
+    };
     if (!v6 && (ip_min < 20 || l4 != ip_min)) || (v6 && l4 < 40) {
-        return Err(SplitError::BadHeader("checksum start is not the transport header"));
+        return Err(SplitError::BadHeader(
+            "checksum start is not the transport header",
+        ));
     }
     let l4_hdr_len = if is_tcp {
         let off = *pkt.get(l4 + 12).ok_or(SplitError::Truncated)?;
@@ -233,10 +268,15 @@ pub fn split_into(
     let mut emitted = 0;
     for i in first_segment..segments {
         let seg_start = i * gso;
-        let seg = payload.get(seg_start..(seg_start + gso).min(payload_len)).unwrap_or(&[]);
+        let seg = payload
+            .get(seg_start..(seg_start + gso).min(payload_len))
+            .unwrap_or(&[]);
         let total = hdr_len + seg.len();
         let Some(room) = out.spare().filter(|r| r.len() >= total) else {
-            return Ok(SplitProgress { emitted, next_segment: Some(i) });
+            return Ok(SplitProgress {
+                emitted,
+                next_segment: Some(i),
+            });
         };
         let o = &mut room[..total];
         o[..hdr_len].copy_from_slice(headers);
@@ -277,7 +317,10 @@ pub fn split_into(
         out.commit(total, NO_ADDR);
         emitted += 1;
     }
-    Ok(SplitProgress { emitted, next_segment: None })
+    Ok(SplitProgress {
+        emitted,
+        next_segment: None,
+    })
 }
 
 /// Completes a `CHECKSUM_PARTIAL` packet: the field at `start + offset` holds the pseudo-
@@ -295,11 +338,13 @@ fn finish_partial_checksum(pkt: &mut [u8], start: usize, offset: usize) -> Resul
 }
 
 pub(crate) fn read_u16(b: &[u8], at: usize) -> u16 {
-    b.get(at..at + 2).map_or(0, |s| u16::from_be_bytes([s[0], s[1]]))
+    b.get(at..at + 2)
+        .map_or(0, |s| u16::from_be_bytes([s[0], s[1]]))
 }
 
 pub(crate) fn read_u32(b: &[u8], at: usize) -> u32 {
-    b.get(at..at + 4).map_or(0, |s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+    b.get(at..at + 4)
+        .map_or(0, |s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
 }
 
 pub(crate) fn write_u16(b: &mut [u8], at: usize, v: u16) {
@@ -322,8 +367,10 @@ pub(crate) mod tests {
     /// checksums filled in.
     pub(crate) fn tcp4(seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
         let mut p = vec![
-            0x45, 0x00, 0, 0, 0x12, 0x34, 0x40, 0x00, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, //
-            0x9c, 0x40, 0x14, 0x51, 0, 0, 0, 0, 0x00, 0x00, 0x10, 0x00, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0,
+            0x45, 0x00, 0, 0, 0x12, 0x34, 0x40, 0x00, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0,
+            2, //
+            0x9c, 0x40, 0x14, 0x51, 0, 0, 0, 0, 0x00, 0x00, 0x10, 0x00, 0x50, flags, 0xff, 0xff, 0,
+            0, 0, 0,
         ];
         write_u32(&mut p, 24, seq);
         write_u32(&mut p, 28, 0xabcd_0001);
@@ -332,7 +379,10 @@ pub(crate) mod tests {
         write_u16(&mut p, 2, n);
         let c = checksum(&p[..20], 0);
         write_u16(&mut p, 10, c);
-        let c = checksum(&p[20..], pseudo_header_nofold(&[10, 0, 0, 1], &[10, 0, 0, 2], 6, u32::from(n) - 20));
+        let c = checksum(
+            &p[20..],
+            pseudo_header_nofold(&[10, 0, 0, 1], &[10, 0, 0, 2], 6, u32::from(n) - 20),
+        );
         write_u16(&mut p, 36, c);
         p
     }
@@ -344,7 +394,9 @@ pub(crate) mod tests {
         let mut p = vec![0x60, 0, 0, 0, 0, 0, 6, 64];
         p.extend_from_slice(&src);
         p.extend_from_slice(&dst);
-        p.extend_from_slice(&[0x9c, 0x40, 0x14, 0x51, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        p.extend_from_slice(&[
+            0x9c, 0x40, 0x14, 0x51, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, flags, 0xff, 0xff, 0, 0, 0, 0,
+        ]);
         p.extend_from_slice(&[1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9]);
         write_u32(&mut p, 44, seq);
         write_u32(&mut p, 48, 0x0102_0304);
@@ -378,8 +430,8 @@ pub(crate) mod tests {
         assert_eq!(checksum_fold(checksum_nofold(&data[..7], 0)), 0xddf2 - 0xf7);
         // A real IPv4 header (from a capture) verifies to 0xffff with its checksum in place.
         let ip = [
-            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8,
-            0x00, 0xc7,
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
         ];
         assert_eq!(checksum_fold(checksum_nofold(&ip, 0)), 0xffff);
     }
@@ -396,7 +448,14 @@ pub(crate) mod tests {
 
     #[test]
     fn virtio_header_roundtrip() {
-        let h = VirtioNetHdr { flags: 1, gso_type: 4, hdr_len: 72, gso_size: 1388, csum_start: 40, csum_offset: 16 };
+        let h = VirtioNetHdr {
+            flags: 1,
+            gso_type: 4,
+            hdr_len: 72,
+            gso_size: 1388,
+            csum_start: 40,
+            csum_offset: 16,
+        };
         assert_eq!(VirtioNetHdr::decode(&h.encode()), Some(h));
         assert_eq!(VirtioNetHdr::decode(&[0; 9]), None);
     }
@@ -405,11 +464,24 @@ pub(crate) mod tests {
     fn tso4_split_gives_valid_segments() {
         let data = payload(3000);
         let sup = as_partial(tcp4(1000, 0x18 | TCP_FLAG_FIN, &data), 20, 16, 6);
-        let hdr = VirtioNetHdr { flags: 1, gso_type: 1, hdr_len: 40, gso_size: 1400, csum_start: 20, csum_offset: 16 };
+        let hdr = VirtioNetHdr {
+            flags: 1,
+            gso_type: 1,
+            hdr_len: 40,
+            gso_size: 1400,
+            csum_start: 20,
+            csum_offset: 16,
+        };
         let mut out = Batch::new(8, 1 << 16);
         let mut pkt = sup.clone();
         let p = split_into(&hdr, &mut pkt, 0, &mut out).unwrap();
-        assert_eq!(p, SplitProgress { emitted: 3, next_segment: None });
+        assert_eq!(
+            p,
+            SplitProgress {
+                emitted: 3,
+                next_segment: None
+            }
+        );
         let mut got = Vec::new();
         for i in 0..3 {
             let s = out.packet(i);
@@ -433,14 +505,33 @@ pub(crate) mod tests {
     fn tso6_split_resumes_when_the_batch_fills() {
         let data = payload(4000);
         let sup = as_partial(tcp6(7, 0x18, &data), 40, 16, 6);
-        let hdr = VirtioNetHdr { flags: 1, gso_type: 4, hdr_len: 72, gso_size: 1000, csum_start: 40, csum_offset: 16 };
+        let hdr = VirtioNetHdr {
+            flags: 1,
+            gso_type: 4,
+            hdr_len: 72,
+            gso_size: 1000,
+            csum_start: 40,
+            csum_offset: 16,
+        };
         let mut pkt = sup.clone();
         let mut out = Batch::new(3, 1 << 16);
         let p = split_into(&hdr, &mut pkt, 0, &mut out).unwrap();
-        assert_eq!(p, SplitProgress { emitted: 3, next_segment: Some(3) });
+        assert_eq!(
+            p,
+            SplitProgress {
+                emitted: 3,
+                next_segment: Some(3)
+            }
+        );
         let mut out2 = Batch::new(3, 1 << 16);
         let p = split_into(&hdr, &mut pkt, 3, &mut out2).unwrap();
-        assert_eq!(p, SplitProgress { emitted: 1, next_segment: None });
+        assert_eq!(
+            p,
+            SplitProgress {
+                emitted: 1,
+                next_segment: None
+            }
+        );
         let segs: Vec<&[u8]> = out.iter().chain(out2.iter()).map(|(p, _)| p).collect();
         let mut got = Vec::new();
         for (i, s) in segs.iter().enumerate() {
@@ -448,7 +539,11 @@ pub(crate) mod tests {
             assert_eq!(read_u32(s, 44), 7 + (i as u32) * 1000);
             assert_eq!(s[53], if i == 3 { 0x18 } else { 0x10 });
             assert!(transport_checksum_valid(s, 40, 6), "segment {i}");
-            assert_eq!(&s[60..72], &[1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9], "options copied");
+            assert_eq!(
+                &s[60..72],
+                &[1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9],
+                "options copied"
+            );
             got.extend_from_slice(&s[72..]);
         }
         assert_eq!(got, data);
@@ -458,13 +553,23 @@ pub(crate) mod tests {
     fn uso_split_and_partial_checksum() {
         // IPv4/UDP 198.18.0.1:9 → 198.18.0.2:9, 2500 bytes, gso 1000.
         let data = payload(2500);
-        let mut p = vec![0x45, 0, 0, 0, 0, 1, 0, 0, 64, 17, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2, 0, 9, 0, 9, 0, 0, 0, 0];
+        let mut p = vec![
+            0x45, 0, 0, 0, 0, 1, 0, 0, 64, 17, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2, 0, 9, 0, 9, 0,
+            0, 0, 0,
+        ];
         p.extend_from_slice(&data);
         let n = p.len() as u16;
         write_u16(&mut p, 2, n);
         write_u16(&mut p, 24, n - 20);
         let mut sup = as_partial(p.clone(), 20, 6, 17);
-        let hdr = VirtioNetHdr { flags: 1, gso_type: 5, hdr_len: 28, gso_size: 1000, csum_start: 20, csum_offset: 6 };
+        let hdr = VirtioNetHdr {
+            flags: 1,
+            gso_type: 5,
+            hdr_len: 28,
+            gso_size: 1000,
+            csum_start: 20,
+            csum_offset: 6,
+        };
         let mut out = Batch::new(8, 1 << 16);
         assert_eq!(split_into(&hdr, &mut sup, 0, &mut out).unwrap().emitted, 3);
         for (i, (s, _)) in out.iter().enumerate() {
@@ -475,26 +580,55 @@ pub(crate) mod tests {
         }
         // GSO none + NEEDS_CSUM: the checksum is finished in place.
         let mut single = as_partial(p, 20, 6, 17);
-        let hdr = VirtioNetHdr { flags: 1, csum_start: 20, csum_offset: 6, ..Default::default() };
+        let hdr = VirtioNetHdr {
+            flags: 1,
+            csum_start: 20,
+            csum_offset: 6,
+            ..Default::default()
+        };
         let mut out = Batch::new(8, 1 << 16);
-        assert_eq!(split_into(&hdr, &mut single, 0, &mut out).unwrap().emitted, 1);
+        assert_eq!(
+            split_into(&hdr, &mut single, 0, &mut out).unwrap().emitted,
+            1
+        );
         assert!(transport_checksum_valid(out.packet(0), 20, 17));
     }
 
     #[test]
     fn malformed_headers_are_errors_not_panics() {
         let mut out = Batch::new(8, 1 << 16);
-        let tso4 = VirtioNetHdr { flags: 1, gso_type: 1, hdr_len: 40, gso_size: 100, csum_start: 20, csum_offset: 16 };
+        let tso4 = VirtioNetHdr {
+            flags: 1,
+            gso_type: 1,
+            hdr_len: 40,
+            gso_size: 100,
+            csum_start: 20,
+            csum_offset: 16,
+        };
         let mut v6 = tcp6(1, 0x10, &[1; 300]);
-        assert!(split_into(&tso4, &mut v6, 0, &mut out).is_err(), "TCPv4 GSO on an IPv6 packet");
+        assert!(
+            split_into(&tso4, &mut v6, 0, &mut out).is_err(),
+            "TCPv4 GSO on an IPv6 packet"
+        );
         let mut short = tcp4(1, 0x10, &[]);
         short.truncate(30);
-        assert_eq!(split_into(&tso4, &mut short, 0, &mut out), Err(SplitError::Truncated));
+        assert_eq!(
+            split_into(&tso4, &mut short, 0, &mut out),
+            Err(SplitError::Truncated)
+        );
         let mut empty: [u8; 0] = [];
         assert!(split_into(&tso4, &mut empty, 0, &mut out).is_err());
-        let zero = VirtioNetHdr { gso_size: 0, ..tso4 };
+        let zero = VirtioNetHdr {
+            gso_size: 0,
+            ..tso4
+        };
         assert!(split_into(&zero, &mut tcp4(1, 0x10, &[1; 300]), 0, &mut out).is_err());
-        let far = VirtioNetHdr { flags: 1, csum_start: 60000, csum_offset: 16, ..Default::default() };
+        let far = VirtioNetHdr {
+            flags: 1,
+            csum_start: 60000,
+            csum_offset: 16,
+            ..Default::default()
+        };
         assert!(split_into(&far, &mut tcp4(1, 0x10, &[1; 3]), 0, &mut out).is_err());
         assert!(out.is_empty());
     }

@@ -20,9 +20,9 @@
 
 use super::batch::Batch;
 use super::offload::{
-    checksum, checksum_fold, pseudo_header_nofold, read_u16, read_u32, transport_checksum_valid, write_u16,
-    VirtioNetHdr, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6,
-    VIRTIO_NET_HDR_GSO_UDP_L4, VNET_HDR_LEN,
+    checksum, checksum_fold, pseudo_header_nofold, read_u16, read_u32, transport_checksum_valid,
+    write_u16, VirtioNetHdr, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4,
+    VIRTIO_NET_HDR_GSO_TCPV6, VIRTIO_NET_HDR_GSO_UDP_L4, VNET_HDR_LEN,
 };
 
 /// Room [`GroTable::header`] needs: virtio header + IPv6 (40) + TCP with options (60).
@@ -103,7 +103,11 @@ impl GroTable {
         self.next.resize(batch.len(), NONE);
         for i in 0..batch.len() {
             let pkt = batch.packet(i);
-            let info = if tcp || udp { l4_info(pkt).filter(|i| if i.key.udp { udp } else { tcp }) } else { None };
+            let info = if tcp || udp {
+                l4_info(pkt).filter(|i| if i.key.udp { udp } else { tcp })
+            } else {
+                None
+            };
             let Some(info) = info else {
                 self.outputs.push(single(i as u32));
                 continue;
@@ -148,7 +152,9 @@ impl GroTable {
         if info.payload > usize::from(out.gso_size) || (!out.udp && info.seq != out.next_seq) {
             return false;
         }
-        if info.ip_hdr_len != usize::from(out.ip_hdr_len) || info.l4_hdr_len != usize::from(out.l4_hdr_len) {
+        if info.ip_hdr_len != usize::from(out.ip_hdr_len)
+            || info.l4_hdr_len != usize::from(out.l4_hdr_len)
+        {
             return false;
         }
         let hdr_len = info.ip_hdr_len + info.l4_hdr_len;
@@ -203,7 +209,10 @@ impl GroTable {
 
     /// Batch indices of `out`'s members, head first.
     pub fn members(&self, out: &Output) -> Members<'_> {
-        Members { next: &self.next, at: out.head }
+        Members {
+            next: &self.next,
+            at: out.head,
+        }
     }
 
     /// Writes the virtio header (and for a coalesced output the head's IP/TCP/UDP headers
@@ -317,14 +326,22 @@ fn ip_headers_match(a: &[u8], b: &[u8], v6: bool) -> bool {
         a.get(..4) == b.get(..4) && a.get(7) == b.get(7)
     } else {
         // TOS, DF/MF bits, TTL.
-        a.get(1) == b.get(1) && a.get(6).map(|f| f & 0xe0) == b.get(6).map(|f| f & 0xe0) && a.get(8) == b.get(8)
+        a.get(1) == b.get(1)
+            && a.get(6).map(|f| f & 0xe0) == b.get(6).map(|f| f & 0xe0)
+            && a.get(8) == b.get(8)
     }
 }
 
 /// Parses an IPv4 (no options, not fragmented) or IPv6 (no extension headers) TCP or UDP
 /// packet whose lengths are consistent; `None` for anything else.
 fn l4_info(p: &[u8]) -> Option<L4Info> {
-    let mut key = FlowKey { v6: false, udp: false, src: [0; 16], dst: [0; 16], ports: [0; 4] };
+    let mut key = FlowKey {
+        v6: false,
+        udp: false,
+        src: [0; 16],
+        dst: [0; 16],
+        ports: [0; 4],
+    };
     let (ip_hdr_len, proto) = match p.first()? >> 4 {
         4 => {
             if p[0] & 0x0f != 5 || usize::from(read_u16(p, 2)) != p.len() {
@@ -358,7 +375,15 @@ fn l4_info(p: &[u8]) -> Option<L4Info> {
             return None;
         }
         let candidate = payload > 0;
-        return Some(L4Info { key, ip_hdr_len, l4_hdr_len: 8, seq: 0, flags: 0, payload, candidate });
+        return Some(L4Info {
+            key,
+            ip_hdr_len,
+            l4_hdr_len: 8,
+            seq: 0,
+            flags: 0,
+            payload,
+            candidate,
+        });
     }
     if proto != 6 {
         return None;
@@ -373,7 +398,15 @@ fn l4_info(p: &[u8]) -> Option<L4Info> {
         && flags & TCP_ACK != 0
         && payload > 0
         && payload <= usize::from(u16::MAX);
-    Some(L4Info { key, ip_hdr_len, l4_hdr_len: tcp_hdr_len, seq: read_u32(l4, 4), flags, payload, candidate })
+    Some(L4Info {
+        key,
+        ip_hdr_len,
+        l4_hdr_len: tcp_hdr_len,
+        seq: read_u32(l4, 4),
+        flags,
+        payload,
+        candidate,
+    })
 }
 
 #[cfg(test)]
@@ -428,7 +461,10 @@ mod tests {
         assert_eq!(groups(&t), vec![vec![0, 1, 2]]);
         let w = wire(&t, &t.outputs()[0], &b);
         let hdr = VirtioNetHdr::decode(&w).unwrap();
-        assert_eq!((hdr.gso_type, hdr.gso_size, hdr.hdr_len, hdr.csum_start), (1, 1400, 40, 20));
+        assert_eq!(
+            (hdr.gso_type, hdr.gso_size, hdr.hdr_len, hdr.csum_start),
+            (1, 1400, 40, 20)
+        );
         assert_eq!(w.len(), 10 + 40 + 3000);
         // What the kernel would do with it (segmentation) gives back the exact packets.
         let mut sup = w[10..].to_vec();
@@ -440,20 +476,30 @@ mod tests {
         // The plain path writes each packet alone behind a zero virtio header.
         t.plan(&b, false, false);
         assert_eq!(groups(&t), vec![vec![0], vec![1], vec![2]]);
-        assert_eq!(wire(&t, &t.outputs()[1], &b), [&[0u8; 10][..], &pkts[1]].concat());
+        assert_eq!(
+            wire(&t, &t.outputs()[1], &b),
+            [&[0u8; 10][..], &pkts[1]].concat()
+        );
     }
 
     #[test]
     fn tcp6_coalesces_with_options() {
         let a = [9u8; 1000];
-        let pkts = vec![tcp6(1, 0x10, &a), tcp6(1001, 0x10, &a), tcp6(2001, 0x10, &a)];
+        let pkts = vec![
+            tcp6(1, 0x10, &a),
+            tcp6(1001, 0x10, &a),
+            tcp6(2001, 0x10, &a),
+        ];
         let b = batch_of(&pkts);
         let mut t = GroTable::new();
         t.plan(&b, true, false);
         assert_eq!(groups(&t), vec![vec![0, 1, 2]]);
         let w = wire(&t, &t.outputs()[0], &b);
         let hdr = VirtioNetHdr::decode(&w).unwrap();
-        assert_eq!((hdr.gso_type, hdr.gso_size, hdr.hdr_len, hdr.csum_start), (4, 1000, 72, 40));
+        assert_eq!(
+            (hdr.gso_type, hdr.gso_size, hdr.hdr_len, hdr.csum_start),
+            (4, 1000, 72, 40)
+        );
         let mut sup = w[10..].to_vec();
         let mut out = Batch::new(8, 1 << 16);
         split_into(&hdr, &mut sup, 0, &mut out).unwrap();
@@ -472,24 +518,66 @@ mod tests {
         let c = {
             // Fix its checksum after changing the ACK number.
             write_u16(&mut other_ack, 36, 0);
-            checksum(&other_ack[20..], pseudo_header_nofold(&[10, 0, 0, 1], &[10, 0, 0, 2], 6, 520))
+            checksum(
+                &other_ack[20..],
+                pseudo_header_nofold(&[10, 0, 0, 1], &[10, 0, 0, 2], 6, 520),
+            )
         };
         write_u16(&mut other_ack, 36, c);
         type Case = (&'static str, Vec<Vec<u8>>, Vec<Vec<usize>>);
         let cases: Vec<Case> = vec![
-            ("sequence gap", vec![tcp4(100, 0x10, &a), tcp4(700, 0x10, &a)], vec![vec![0], vec![1]]),
-            ("bigger after smaller", vec![tcp4(100, 0x10, &a[..100]), tcp4(200, 0x10, &a)], vec![vec![0], vec![1]]),
-            ("PSH head", vec![tcp4(100, 0x18, &a), tcp4(600, 0x10, &a)], vec![vec![0], vec![1]]),
-            ("SYN", vec![tcp4(100, 0x12, &a), tcp4(600, 0x10, &a)], vec![vec![0], vec![1]]),
-            ("pure ACK", vec![tcp4(100, 0x10, &[]), tcp4(100, 0x10, &a)], vec![vec![0], vec![1]]),
-            ("other ACK number", vec![tcp4(100, 0x10, &a), other_ack], vec![vec![0], vec![1]]),
+            (
+                "sequence gap",
+                vec![tcp4(100, 0x10, &a), tcp4(700, 0x10, &a)],
+                vec![vec![0], vec![1]],
+            ),
+            (
+                "bigger after smaller",
+                vec![tcp4(100, 0x10, &a[..100]), tcp4(200, 0x10, &a)],
+                vec![vec![0], vec![1]],
+            ),
+            (
+                "PSH head",
+                vec![tcp4(100, 0x18, &a), tcp4(600, 0x10, &a)],
+                vec![vec![0], vec![1]],
+            ),
+            (
+                "SYN",
+                vec![tcp4(100, 0x12, &a), tcp4(600, 0x10, &a)],
+                vec![vec![0], vec![1]],
+            ),
+            (
+                "pure ACK",
+                vec![tcp4(100, 0x10, &[]), tcp4(100, 0x10, &a)],
+                vec![vec![0], vec![1]],
+            ),
+            (
+                "other ACK number",
+                vec![tcp4(100, 0x10, &a), other_ack],
+                vec![vec![0], vec![1]],
+            ),
             (
                 "bad checksum, and order kept after it",
-                vec![tcp4(100, 0x10, &a), tcp4(600, 0x10, &a), bad_csum, tcp4(1600, 0x10, &a)],
+                vec![
+                    tcp4(100, 0x10, &a),
+                    tcp4(600, 0x10, &a),
+                    bad_csum,
+                    tcp4(1600, 0x10, &a),
+                ],
                 vec![vec![0, 1], vec![2], vec![3]],
             ),
-            ("not TCP", vec![vec![0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]], vec![vec![0]]),
-            ("garbage", vec![vec![0xff; 3], vec![]], vec![vec![0], vec![1]]),
+            (
+                "not TCP",
+                vec![vec![
+                    0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2,
+                ]],
+                vec![vec![0]],
+            ),
+            (
+                "garbage",
+                vec![vec![0xff; 3], vec![]],
+                vec![vec![0], vec![1]],
+            ),
         ];
         let mut t = GroTable::new();
         for (name, pkts, want) in cases {
@@ -501,20 +589,30 @@ mod tests {
 
     /// IPv4/UDP 10.0.0.1:4000 → 10.0.0.2:53 with IP ID `id`, checksums set.
     fn udp4(id: u16, payload: &[u8]) -> Vec<u8> {
-        let mut p =
-            vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 0x0f, 0xa0, 0, 53, 0, 0, 0, 0];
+        let mut p = vec![
+            0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 0x0f, 0xa0, 0,
+            53, 0, 0, 0, 0,
+        ];
         p.extend_from_slice(payload);
         let n = p.len() as u16;
         write_u16(&mut p, 2, n);
         write_u16(&mut p, 24, n - 20);
-        let c = checksum(&p[20..], pseudo_header_nofold(&[10, 0, 0, 1], &[10, 0, 0, 2], 17, u32::from(n - 20)));
+        let c = checksum(
+            &p[20..],
+            pseudo_header_nofold(&[10, 0, 0, 1], &[10, 0, 0, 2], 17, u32::from(n - 20)),
+        );
         write_u16(&mut p, 26, c);
         with_id(p, id)
     }
 
     #[test]
     fn udp_coalesces_only_when_asked_and_splits_back() {
-        let pkts = vec![udp4(1, &[1; 900]), udp4(2, &[2; 900]), udp4(3, &[3; 900]), udp4(4, &[4; 300])];
+        let pkts = vec![
+            udp4(1, &[1; 900]),
+            udp4(2, &[2; 900]),
+            udp4(3, &[3; 900]),
+            udp4(4, &[4; 300]),
+        ];
         let b = batch_of(&pkts);
         let mut t = GroTable::new();
         t.plan(&b, true, false);
@@ -523,7 +621,10 @@ mod tests {
         assert_eq!(groups(&t), vec![vec![0, 1, 2, 3]]);
         let w = wire(&t, &t.outputs()[0], &b);
         let hdr = VirtioNetHdr::decode(&w).unwrap();
-        assert_eq!((hdr.gso_type, hdr.gso_size, hdr.hdr_len, hdr.csum_offset), (5, 900, 28, 6));
+        assert_eq!(
+            (hdr.gso_type, hdr.gso_size, hdr.hdr_len, hdr.csum_offset),
+            (5, 900, 28, 6)
+        );
         let mut sup = w[10..].to_vec();
         let mut out = Batch::new(8, 1 << 16);
         assert_eq!(split_into(&hdr, &mut sup, 0, &mut out).unwrap().emitted, 4);
@@ -533,7 +634,12 @@ mod tests {
         // A bigger datagram after a smaller one, and a bad checksum, end the run.
         let mut bad = udp4(7, &[7; 900]);
         bad[40] ^= 1;
-        let b = batch_of(&[udp4(5, &[5; 300]), udp4(6, &[6; 900]), bad, udp4(8, &[8; 900])]);
+        let b = batch_of(&[
+            udp4(5, &[5; 300]),
+            udp4(6, &[6; 900]),
+            bad,
+            udp4(8, &[8; 900]),
+        ]);
         t.plan(&b, false, true);
         assert_eq!(groups(&t), vec![vec![0], vec![1], vec![2], vec![3]]);
     }
@@ -544,9 +650,17 @@ mod tests {
         let mut other = tcp4(5000, 0x10, &a);
         other[21] = 0x41; // source port 40001 → another flow
         write_u16(&mut other, 36, 0);
-        let c = checksum(&other[20..], pseudo_header_nofold(&[10, 0, 0, 1], &[10, 0, 0, 2], 6, 1020));
+        let c = checksum(
+            &other[20..],
+            pseudo_header_nofold(&[10, 0, 0, 1], &[10, 0, 0, 2], 6, 1020),
+        );
         write_u16(&mut other, 36, c);
-        let b = batch_of(&[tcp4(0, 0x10, &a), other.clone(), tcp4(1000, 0x10, &a), tcp4(2000, 0x10, &a)]);
+        let b = batch_of(&[
+            tcp4(0, 0x10, &a),
+            other.clone(),
+            tcp4(1000, 0x10, &a),
+            tcp4(2000, 0x10, &a),
+        ]);
         let mut t = GroTable::new();
         t.plan(&b, true, false);
         assert_eq!(groups(&t), vec![vec![0, 2, 3], vec![1]]);

@@ -25,7 +25,11 @@ pub enum NetlinkError {
     #[error("interface '{0}' does not exist")]
     NoSuchLink(String),
     #[error("{what} on interface '{ifname}': {source}")]
-    Op { what: String, ifname: String, source: io::Error },
+    Op {
+        what: String,
+        ifname: String,
+        source: io::Error,
+    },
 }
 
 impl NetlinkError {
@@ -43,7 +47,11 @@ pub type Result<T> = std::result::Result<T, NetlinkError>;
 
 fn op_err(what: impl Into<String>, ifname: &str) -> impl FnOnce(io::Error) -> NetlinkError + '_ {
     let what = what.into();
-    move |source| NetlinkError::Op { what, ifname: ifname.to_owned(), source }
+    move |source| NetlinkError::Op {
+        what,
+        ifname: ifname.to_owned(),
+        source,
+    }
 }
 
 fn family(ip: &IpAddr) -> u8 {
@@ -70,7 +78,9 @@ struct Link {
 
 fn parse_link(r: &Reply) -> Option<Link> {
     let index = attr_u32(r.payload.get(4..8)?)?;
-    let mtu = attrs(r.payload.get(16..)?).find(|(k, _)| *k == IFLA_MTU).and_then(|(_, d)| attr_u32(d))?;
+    let mtu = attrs(r.payload.get(16..)?)
+        .find(|(k, _)| *k == IFLA_MTU)
+        .and_then(|(_, d)| attr_u32(d))?;
     Some(Link { index, mtu })
 }
 
@@ -78,14 +88,18 @@ fn get_link(ifname: &str) -> Result<Link> {
     if ifname.is_empty() || ifname.len() > 15 {
         return Err(NetlinkError::NoSuchLink(ifname.to_owned()));
     }
-    let req = Request::new(RTM_GETLINK, 0).ifinfo(0, 0, 0).attr_str(IFLA_IFNAME, ifname);
+    let req = Request::new(RTM_GETLINK, 0)
+        .ifinfo(0, 0, 0)
+        .attr_str(IFLA_IFNAME, ifname);
     match exchange(req) {
         Ok(replies) => replies
             .iter()
             .filter(|r| r.msg_type == RTM_NEWLINK)
             .find_map(parse_link)
             .ok_or_else(|| NetlinkError::NoSuchLink(ifname.to_owned())),
-        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Err(NetlinkError::NoSuchLink(ifname.to_owned())),
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {
+            Err(NetlinkError::NoSuchLink(ifname.to_owned()))
+        }
         Err(e) => Err(op_err("looking up", ifname)(e)),
     }
 }
@@ -122,14 +136,20 @@ pub fn add_address(ifname: &str, net: IpNet) -> Result<()> {
         .ifaddr(family(&ip), net.prefix(), link.index)
         .attr(IFA_LOCAL, &bytes);
     req = req.attr(IFA_ADDRESS, &bytes);
-    exchange(req).map(drop).map_err(op_err(format!("adding address {net}"), ifname))
+    exchange(req)
+        .map(drop)
+        .map_err(op_err(format!("adding address {net}"), ifname))
 }
 
 /// `ip link set dev IFNAME mtu MTU`.
 pub fn set_mtu(ifname: &str, mtu: u32) -> Result<()> {
     let link = get_link(ifname)?;
-    let req = Request::new(RTM_NEWLINK, NLM_F_ACK).ifinfo(link.index, 0, 0).attr_u32(IFLA_MTU, mtu);
-    exchange(req).map(drop).map_err(op_err(format!("setting MTU {mtu}"), ifname))
+    let req = Request::new(RTM_NEWLINK, NLM_F_ACK)
+        .ifinfo(link.index, 0, 0)
+        .attr_u32(IFLA_MTU, mtu);
+    exchange(req)
+        .map(drop)
+        .map_err(op_err(format!("setting MTU {mtu}"), ifname))
 }
 
 /// `ip link set dev IFNAME up`.
@@ -155,15 +175,31 @@ pub fn delete_link(ifname: &str) -> Result<()> {
     exchange(req).map(drop).map_err(op_err("deleting", ifname))
 }
 
-fn route_request(msg_type: u16, flags: u16, ifname: &str, net: IpNet, table: Option<u32>) -> Result<Request> {
+fn route_request(
+    msg_type: u16,
+    flags: u16,
+    ifname: &str,
+    net: IpNet,
+    table: Option<u32>,
+) -> Result<Request> {
     let link = get_link(ifname)?;
     let dst = net.network();
     let table = table.unwrap_or(RT_TABLE_MAIN);
-    let (proto, scope) = if msg_type == RTM_NEWROUTE { (RTPROT_BOOT, RT_SCOPE_LINK) } else { (0, RT_SCOPE_NOWHERE) };
+    let (proto, scope) = if msg_type == RTM_NEWROUTE {
+        (RTPROT_BOOT, RT_SCOPE_LINK)
+    } else {
+        (0, RT_SCOPE_NOWHERE)
+    };
     // iproute2: ids above 255 go in RTA_TABLE with rtm_table = RT_TABLE_UNSPEC.
     let rtm_table = u8::try_from(table).unwrap_or(0);
-    let mut req =
-        Request::new(msg_type, flags).rtmsg(family(&dst.addr()), dst.prefix(), rtm_table, proto, scope, RTN_UNICAST);
+    let mut req = Request::new(msg_type, flags).rtmsg(
+        family(&dst.addr()),
+        dst.prefix(),
+        rtm_table,
+        proto,
+        scope,
+        RTN_UNICAST,
+    );
     if dst.prefix() > 0 {
         req = req.attr(RTA_DST, &ip_bytes(&dst.addr()));
     }
@@ -177,14 +213,26 @@ fn table_text(table: Option<u32>) -> String {
 /// `ip route add NET dev IFNAME [table T]` (host bits of `net` are cleared). A route that
 /// already exists is an error with errno EEXIST ([`NetlinkError::errno`]).
 pub fn add_route(ifname: &str, net: IpNet, table: Option<u32>) -> Result<()> {
-    let req = route_request(RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, ifname, net, table)?;
-    exchange(req).map(drop).map_err(op_err(format!("adding route {}{}", net.network(), table_text(table)), ifname))
+    let req = route_request(
+        RTM_NEWROUTE,
+        NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        ifname,
+        net,
+        table,
+    )?;
+    exchange(req).map(drop).map_err(op_err(
+        format!("adding route {}{}", net.network(), table_text(table)),
+        ifname,
+    ))
 }
 
 /// `ip route del NET dev IFNAME [table T]`.
 pub fn del_route(ifname: &str, net: IpNet, table: Option<u32>) -> Result<()> {
     let req = route_request(RTM_DELROUTE, NLM_F_ACK, ifname, net, table)?;
-    exchange(req).map(drop).map_err(op_err(format!("deleting route {}{}", net.network(), table_text(table)), ifname))
+    exchange(req).map(drop).map_err(op_err(
+        format!("deleting route {}{}", net.network(), table_text(table)),
+        ifname,
+    ))
 }
 
 /// Output interface and route MTU metric of a route message.
@@ -194,7 +242,10 @@ fn route_oif_mtu(r: &Reply) -> (Option<u32>, Option<u32>) {
         match kind {
             RTA_OIF => oif = attr_u32(data),
             RTA_METRICS => {
-                mtu = attrs(data).find(|(k, _)| *k == RTAX_MTU).and_then(|(_, d)| attr_u32(d)).filter(|m| *m > 0);
+                mtu = attrs(data)
+                    .find(|(k, _)| *k == RTAX_MTU)
+                    .and_then(|(_, d)| attr_u32(d))
+                    .filter(|m| *m > 0);
             }
             // struct rtnexthop { u16 len; u8 flags; u8 hops; i32 ifindex }: the first hop.
             RTA_MULTIPATH if oif.is_none() => oif = data.get(4..8).and_then(attr_u32),
@@ -212,9 +263,14 @@ fn path_mtu(r: &Reply) -> Option<u32> {
 
 fn route_get_mtu(ip: IpAddr) -> Option<u32> {
     let bits = if ip.is_ipv4() { 32 } else { 128 };
-    let req = Request::new(RTM_GETROUTE, 0).rtmsg(family(&ip), bits, 0, 0, 0, 0).attr(RTA_DST, &ip_bytes(&ip));
+    let req = Request::new(RTM_GETROUTE, 0)
+        .rtmsg(family(&ip), bits, 0, 0, 0, 0)
+        .attr(RTA_DST, &ip_bytes(&ip));
     let replies = exchange(req).ok()?;
-    replies.iter().find(|r| r.msg_type == RTM_NEWROUTE).and_then(path_mtu)
+    replies
+        .iter()
+        .find(|r| r.msg_type == RTM_NEWROUTE)
+        .and_then(path_mtu)
 }
 
 /// `ip route show default`: the first IPv4 default route of the main table.
@@ -239,7 +295,11 @@ fn default_route_mtu() -> Option<u32> {
 /// device's), or of the default route when there are none; minus 80; 1420 when nothing
 /// is known.
 pub fn wg_quick_mtu(endpoints: &[IpAddr]) -> u32 {
-    let mut mtu = endpoints.iter().filter_map(|ip| route_get_mtu(*ip)).max().unwrap_or(0);
+    let mut mtu = endpoints
+        .iter()
+        .filter_map(|ip| route_get_mtu(*ip))
+        .max()
+        .unwrap_or(0);
     if mtu == 0 {
         mtu = default_route_mtu().unwrap_or(0);
     }
@@ -288,9 +348,15 @@ mod tests {
             let err = add_route(&dummy, "10.9.0.0/16".parse().unwrap(), None).unwrap_err();
             assert_eq!(err.errno(), Some(libc::EEXIST));
             let text = err.to_string();
-            assert!(text.contains("10.9.0.0/16") && text.contains(&dummy) && text.contains("exists"), "{text}");
+            assert!(
+                text.contains("10.9.0.0/16") && text.contains(&dummy) && text.contains("exists"),
+                "{text}"
+            );
             let err = add_address(&dummy, "10.8.0.1/24".parse().unwrap()).unwrap_err();
-            assert!(err.to_string().contains("adding address 10.8.0.1/24"), "{err}");
+            assert!(
+                err.to_string().contains("adding address 10.8.0.1/24"),
+                "{err}"
+            );
             let err = set_mtu("ewnope0", 1400).unwrap_err();
             assert_eq!(err.to_string(), "interface 'ewnope0' does not exist");
 
@@ -313,7 +379,9 @@ mod tests {
             let a = format!("ewa{tag}");
             let b = format!("ewb{tag}");
             for (dev, mtu) in [(&a, 9000), (&b, 1400)] {
-                run(&format!("ip link add {dev} mtu {mtu} type veth peer name {dev}p"));
+                run(&format!(
+                    "ip link add {dev} mtu {mtu} type veth peer name {dev}p"
+                ));
                 run(&format!("ip link set {dev}p up"));
                 run(&format!("ip link set {dev} up"));
             }

@@ -75,14 +75,24 @@ impl Request {
 
     /// `struct ifaddrmsg`.
     pub fn ifaddr(mut self, family: u8, prefix: u8, index: u32) -> Self {
-        self.buf.extend_from_slice(&[family, prefix, 0, RT_SCOPE_UNIVERSE]);
+        self.buf
+            .extend_from_slice(&[family, prefix, 0, RT_SCOPE_UNIVERSE]);
         self.buf.extend_from_slice(&index.to_ne_bytes());
         self
     }
 
     /// `struct rtmsg`.
-    pub fn rtmsg(mut self, family: u8, dst_len: u8, table: u8, protocol: u8, scope: u8, kind: u8) -> Self {
-        self.buf.extend_from_slice(&[family, dst_len, 0, 0, table, protocol, scope, kind]);
+    pub fn rtmsg(
+        mut self,
+        family: u8,
+        dst_len: u8,
+        table: u8,
+        protocol: u8,
+        scope: u8,
+        kind: u8,
+    ) -> Self {
+        self.buf
+            .extend_from_slice(&[family, dst_len, 0, 0, table, protocol, scope, kind]);
         self.buf.extend_from_slice(&0u32.to_ne_bytes());
         self
     }
@@ -125,7 +135,11 @@ pub struct Reply {
 /// Sends `req` and collects the replies: until the ACK (error 0) for non-dump requests,
 /// until NLMSG_DONE for dumps. A negative error code becomes `Err(errno)`.
 pub fn exchange(req: Request) -> io::Result<Vec<Reply>> {
-    let sock = Socket::new(Domain::from(libc::AF_NETLINK), Type::RAW, Some(Protocol::from(libc::NETLINK_ROUTE)))?;
+    let sock = Socket::new(
+        Domain::from(libc::AF_NETLINK),
+        Type::RAW,
+        Some(Protocol::from(libc::NETLINK_ROUTE)),
+    )?;
     sock.set_read_timeout(Some(Duration::from_secs(5)))?;
     let msg = req.finish();
     let dump = u16::from_ne_bytes([msg[6], msg[7]]) & NLM_F_DUMP == NLM_F_DUMP;
@@ -140,19 +154,27 @@ pub fn exchange(req: Request) -> io::Result<Vec<Reply>> {
             let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
             let msg_type = u16::from_ne_bytes([rest[4], rest[5]]);
             if len < NLMSG_HDRLEN || len > rest.len() {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "truncated netlink message"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "truncated netlink message",
+                ));
             }
             let payload = &rest[NLMSG_HDRLEN..len];
             match msg_type {
                 NLMSG_ERROR => {
-                    let code = payload.get(..4).map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+                    let code = payload
+                        .get(..4)
+                        .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
                     if code != 0 {
                         return Err(io::Error::from_raw_os_error(-code));
                     }
                     return Ok(out);
                 }
                 NLMSG_DONE => return Ok(out),
-                _ => out.push(Reply { msg_type, payload: payload.to_vec() }),
+                _ => out.push(Reply {
+                    msg_type,
+                    payload: payload.to_vec(),
+                }),
             }
             rest = rest.get(align4(len)..).unwrap_or(&[]);
         }
@@ -190,14 +212,20 @@ mod tests {
     #[test]
     fn request_layout_matches_iproute2() {
         // What `ip link set dev lo mtu 1500` sends, minus sequence/flags details.
-        let m = Request::new(RTM_NEWLINK, NLM_F_ACK).ifinfo(1, 0, 0).attr_u32(IFLA_MTU, 1500).finish();
+        let m = Request::new(RTM_NEWLINK, NLM_F_ACK)
+            .ifinfo(1, 0, 0)
+            .attr_u32(IFLA_MTU, 1500)
+            .finish();
         assert_eq!(m.len(), 16 + 16 + 8);
         assert_eq!(u32::from_ne_bytes(m[..4].try_into().unwrap()), 40);
         assert_eq!(u16::from_ne_bytes([m[4], m[5]]), RTM_NEWLINK);
         assert_eq!(u16::from_ne_bytes([m[6], m[7]]), NLM_F_REQUEST | NLM_F_ACK);
         assert_eq!(&m[32..36], &[8, 0, 4, 0]);
         // Strings are NUL-terminated and padded to 4 bytes.
-        let m = Request::new(RTM_GETLINK, 0).ifinfo(0, 0, 0).attr_str(IFLA_IFNAME, "wg0").finish();
+        let m = Request::new(RTM_GETLINK, 0)
+            .ifinfo(0, 0, 0)
+            .attr_str(IFLA_IFNAME, "wg0")
+            .finish();
         assert_eq!(&m[32..], &[8, 0, 3, 0, b'w', b'g', b'0', 0]);
     }
 

@@ -29,7 +29,11 @@ pub(crate) fn in_netns<F: FnOnce(&str) + Send>(label: &str, f: F) {
         return;
     }
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let tag = format!("{}{}", std::process::id() % 1_000_000, COUNTER.fetch_add(1, Ordering::Relaxed));
+    let tag = format!(
+        "{}{}",
+        std::process::id() % 1_000_000,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
     let result = std::thread::scope(|s| {
         s.spawn(|| {
             if let Err(e) = enter_new_netns() {
@@ -55,7 +59,10 @@ pub(crate) fn enter_new_netns() -> Result<(), String> {
     // touches no memory of ours.
     let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
     if rc != 0 {
-        return Err(format!("unshare(CLONE_NEWNET) failed: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "unshare(CLONE_NEWNET) failed: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     super::set_up("lo").map_err(|e| format!("bringing lo up in the test namespace: {e}"))
 }
@@ -65,7 +72,14 @@ pub(crate) fn enter_new_netns() -> Result<(), String> {
 pub(crate) fn run(cmdline: &str) -> String {
     let mut parts = cmdline.split_whitespace();
     let prog = parts.next().expect("empty command line");
-    let out = Command::new(prog).args(parts).output().unwrap_or_else(|e| panic!("{cmdline}: {e}"));
-    assert!(out.status.success(), "{cmdline}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(prog)
+        .args(parts)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmdline}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmdline}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -95,7 +95,10 @@ impl Core {
             by_key: HashMap::new(),
             by_index: HashMap::new(),
             routes: AllowedIps::new(),
-            limiter: Arc::new(RateLimiter::new(&PublicKey::default().to_dalek(), HANDSHAKE_RATE_LIMIT)),
+            limiter: Arc::new(RateLimiter::new(
+                &PublicKey::default().to_dalek(),
+                HANDSHAKE_RATE_LIMIT,
+            )),
             limiter_reset: Mutex::new(None),
             next_id: 0,
             next_index: rand_core::OsRng.next_u32() & 0x00ff_ffff,
@@ -132,11 +135,17 @@ impl Core {
             Counters::bump(&self.counters.tx_invalid);
             return TxOutcome::Dropped;
         };
-        let Some(peer) = self.routes.lookup(ip.destination()).and_then(|id| self.peers.get(id)) else {
+        let Some(peer) = self
+            .routes
+            .lookup(ip.destination())
+            .and_then(|id| self.peers.get(id))
+        else {
             Counters::bump(&self.counters.tx_no_route);
             return TxOutcome::Dropped;
         };
-        let Some(room) = out.spare() else { return TxOutcome::Full };
+        let Some(room) = out.spare() else {
+            return TxOutcome::Full;
+        };
         if room.len() < (packet.len() + 32).max(MIN_OUT_ROOM) {
             return TxOutcome::Full;
         }
@@ -159,9 +168,9 @@ impl Core {
             }
             // Queued behind a handshake already in flight.
             TunnResult::Done => TxOutcome::Sent,
-            TunnResult::Err(_) | TunnResult::WriteToTunnelV4(..) | TunnResult::WriteToTunnelV6(..) => {
-                TxOutcome::Dropped
-            }
+            TunnResult::Err(_)
+            | TunnResult::WriteToTunnelV4(..)
+            | TunnResult::WriteToTunnelV6(..) => TxOutcome::Dropped,
         }
     }
 
@@ -209,7 +218,9 @@ impl Core {
             Counters::bump(&self.counters.rx_unknown_peer);
             return RxOutcome::Dropped;
         };
-        let Some(room) = to_tun.spare() else { return RxOutcome::Full };
+        let Some(room) = to_tun.spare() else {
+            return RxOutcome::Full;
+        };
         let outcome = match tunn.decapsulate(Some(src.ip()), datagram, room) {
             TunnResult::Done => RxOutcome::Handled,
             TunnResult::Err(WireGuardError::UnderLoad) => {
@@ -260,9 +271,14 @@ impl Core {
         datagram: &[u8],
         to_net: &mut Batch,
     ) -> Result<Option<PeerId>, RxOutcome> {
-        let Some(keys) = &self.keys else { return Ok(None) };
+        let Some(keys) = &self.keys else {
+            return Ok(None);
+        };
         let mut cookie = [0u8; 64];
-        let packet = match self.limiter.verify_packet(Some(src.ip()), datagram, &mut cookie) {
+        let packet = match self
+            .limiter
+            .verify_packet(Some(src.ip()), datagram, &mut cookie)
+        {
             Ok(p) => p,
             Err(TunnResult::WriteToNetwork(reply)) => {
                 to_net.push(reply, src);
@@ -279,7 +295,10 @@ impl Core {
             return Err(RxOutcome::Dropped);
         };
         match parse_handshake_anon(&keys.secret, &keys.dalek_public, &init) {
-            Ok(half) => Ok(self.by_key.get(&PublicKey(half.peer_static_public)).copied()),
+            Ok(half) => Ok(self
+                .by_key
+                .get(&PublicKey(half.peer_static_public))
+                .copied()),
             Err(_) => {
                 Counters::bump(&self.counters.rx_rejected);
                 Err(RxOutcome::Dropped)
@@ -288,7 +307,13 @@ impl Core {
     }
 
     /// Accepts a decrypted packet only if its source belongs to the peer that sent it.
-    fn deliver(&self, from: Option<PeerId>, source: IpAddr, len: usize, to_tun: &mut Batch) -> RxOutcome {
+    fn deliver(
+        &self,
+        from: Option<PeerId>,
+        source: IpAddr,
+        len: usize,
+        to_tun: &mut Batch,
+    ) -> RxOutcome {
         if from.is_some() && self.routes.lookup(source).copied() == from {
             to_tun.commit(len, NO_ADDR);
             RxOutcome::Delivered
@@ -313,8 +338,12 @@ impl Core {
         for peer in self.peers.values() {
             let mut st = peer.state.lock();
             let st = &mut *st;
-            let Some(endpoint) = st.endpoint else { continue };
-            let Some(tunn) = st.tunn.as_mut() else { continue };
+            let Some(endpoint) = st.endpoint else {
+                continue;
+            };
+            let Some(tunn) = st.tunn.as_mut() else {
+                continue;
+            };
             let Some(room) = to_net.spare() else { return };
             if room.len() < MIN_OUT_ROOM {
                 return;
@@ -352,7 +381,10 @@ impl Core {
                 if v != 1 {
                     return Err(SetError {
                         errno: libc::EPROTO,
-                        message: format!("peer {}: protocol_version {v} is not supported", p.public_key.to_base64()),
+                        message: format!(
+                            "peer {}: protocol_version {v} is not supported",
+                            p.public_key.to_base64()
+                        ),
                     });
                 }
             }
@@ -399,14 +431,21 @@ impl Core {
                 None if p.update_only => continue,
                 None => self.add_peer(p.public_key),
             };
-            let Some(peer) = self.peers.get(&id).cloned() else { continue };
+            let Some(peer) = self.peers.get(&id).cloned() else {
+                continue;
+            };
             {
                 let mut st = peer.state.lock();
                 if let Some(psk) = p.preshared_key {
                     if st.preshared_key != psk {
                         st.preshared_key = psk;
                         let private = self.keys.as_ref().map(|k| k.private);
-                        st.rebuild_tunn(private.as_ref(), &peer.public_key, peer.index, &self.limiter);
+                        st.rebuild_tunn(
+                            private.as_ref(),
+                            &peer.public_key,
+                            peer.index,
+                            &self.limiter,
+                        );
                     }
                 }
                 if let Some(ep) = p.endpoint {
@@ -444,7 +483,12 @@ impl Core {
         self.keys = key.map(|private| {
             let secret = private.to_secret();
             let dalek_public = boringtun::x25519::PublicKey::from(&secret);
-            Keys { private, public: PublicKey(dalek_public.to_bytes()), secret, dalek_public }
+            Keys {
+                private,
+                public: PublicKey(dalek_public.to_bytes()),
+                secret,
+                dalek_public,
+            }
         });
         let public = self.keys.as_ref().map(|k| k.public).unwrap_or_default();
         self.limiter = Arc::new(RateLimiter::new(&public.to_dalek(), HANDSHAKE_RATE_LIMIT));

@@ -98,7 +98,9 @@ impl PeerState {
         let since = self.tunn.as_ref()?.time_since_last_handshake()?;
         let estimate = wall_now.checked_sub(since)?;
         let newer = match self.handshake_wall {
-            Some(known) => estimate.duration_since(known).is_ok_and(|d| d > Duration::from_millis(500)),
+            Some(known) => estimate
+                .duration_since(known)
+                .is_ok_and(|d| d > Duration::from_millis(500)),
             None => true,
         };
         if newer {
@@ -113,8 +115,8 @@ impl PeerState {
             return false;
         }
         self.keepalive_now
-            || self
-                .last_sent
-                .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(self.keepalive.into()))
+            || self.last_sent.is_none_or(|t| {
+                now.saturating_duration_since(t) >= Duration::from_secs(self.keepalive.into())
+            })
     }
 }

@@ -30,7 +30,10 @@ impl IpNet {
 
     /// A single host: /32 or /128.
     pub fn host(addr: IpAddr) -> Self {
-        Self { prefix: max_prefix(&addr), addr }
+        Self {
+            prefix: max_prefix(&addr),
+            addr,
+        }
     }
 
     pub fn addr(&self) -> IpAddr {
@@ -49,21 +52,34 @@ impl IpNet {
     pub fn network(&self) -> Self {
         let addr = match self.addr {
             IpAddr::V4(a) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask))
             }
             IpAddr::V6(a) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
             }
         };
-        Self { addr, prefix: self.prefix }
+        Self {
+            addr,
+            prefix: self.prefix,
+        }
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.network().addr, ip) {
             (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => {
-                IpNet { addr: ip, prefix: self.prefix }.network().addr == self.network().addr
+                IpNet {
+                    addr: ip,
+                    prefix: self.prefix,
+                }
+                .network()
+                .addr
+                    == self.network().addr
             }
             _ => false,
         }
@@ -88,12 +104,14 @@ impl FromStr for IpNet {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr = addr_text.parse().map_err(|_| IpNetError::Address(s.to_owned()))?;
+        let addr: IpAddr = addr_text
+            .parse()
+            .map_err(|_| IpNetError::Address(s.to_owned()))?;
         let prefix = match prefix_text {
             None => max_prefix(&addr),
-            Some(p) if !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) => {
-                p.parse::<u8>().map_err(|_| IpNetError::Prefix(s.to_owned()))?
-            }
+            Some(p) if !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) => p
+                .parse::<u8>()
+                .map_err(|_| IpNetError::Prefix(s.to_owned()))?,
             Some(_) => return Err(IpNetError::Prefix(s.to_owned())),
         };
         IpNet::new(addr, prefix).map_err(|_| IpNetError::Prefix(s.to_owned()))
@@ -126,12 +144,23 @@ mod tests {
         assert!(!n.contains("::1".parse().unwrap()));
         assert_eq!("fd00::1".parse::<IpNet>().unwrap().prefix(), 128);
         assert_eq!("0.0.0.0/0".parse::<IpNet>().unwrap().network().prefix(), 0);
-        assert!("::/0".parse::<IpNet>().unwrap().contains("2001:db8::1".parse().unwrap()));
+        assert!("::/0"
+            .parse::<IpNet>()
+            .unwrap()
+            .contains("2001:db8::1".parse().unwrap()));
     }
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["10.8.0.0/33", "10.8.0/24", "fd00::/129", "1.2.3.4/", "1.2.3.4/-1", "x/8", "1.2.3.4/+8"] {
+        for bad in [
+            "10.8.0.0/33",
+            "10.8.0/24",
+            "fd00::/129",
+            "1.2.3.4/",
+            "1.2.3.4/-1",
+            "x/8",
+            "1.2.3.4/+8",
+        ] {
             assert!(bad.parse::<IpNet>().is_err(), "{bad}");
         }
     }

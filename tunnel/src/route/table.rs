@@ -20,7 +20,12 @@ struct Trie<T> {
 
 impl<T: Clone + PartialEq> Trie<T> {
     fn new() -> Self {
-        Self { nodes: vec![Node { children: [None, None], value: None }] }
+        Self {
+            nodes: vec![Node {
+                children: [None, None],
+                value: None,
+            }],
+        }
     }
 
     fn insert(&mut self, key: u128, bits: u8, width: u8, value: T) -> Option<T> {
@@ -31,7 +36,10 @@ impl<T: Clone + PartialEq> Trie<T> {
                 Some(next) => next as usize,
                 None => {
                     let next = self.nodes.len();
-                    self.nodes.push(Node { children: [None, None], value: None });
+                    self.nodes.push(Node {
+                        children: [None, None],
+                        value: None,
+                    });
                     self.nodes[at].children[bit] = Some(next as u32);
                     next
                 }
@@ -106,14 +114,19 @@ impl<T: Clone + PartialEq> Default for AllowedIps<T> {
 
 impl<T: Clone + PartialEq> AllowedIps<T> {
     pub fn new() -> Self {
-        Self { v4: Trie::new(), v6: Trie::new() }
+        Self {
+            v4: Trie::new(),
+            v6: Trie::new(),
+        }
     }
 
     /// Maps `net` (host bits ignored) to `value`; returns the previous owner.
     pub fn insert(&mut self, net: IpNet, value: T) -> Option<T> {
         let net = net.network();
         match net.addr() {
-            IpAddr::V4(a) => self.v4.insert(u128::from(u32::from(a)), net.prefix(), 32, value),
+            IpAddr::V4(a) => self
+                .v4
+                .insert(u128::from(u32::from(a)), net.prefix(), 32, value),
             IpAddr::V6(a) => self.v6.insert(u128::from(a), net.prefix(), 128, value),
         }
     }
@@ -161,7 +174,9 @@ impl<T: Clone + PartialEq> AllowedIps<T> {
         });
         self.v6.walk(128, |k, bits, v| {
             if v == value {
-                out.push(IpNet::new(std::net::Ipv6Addr::from(k).into(), bits).expect("depth <= 128"));
+                out.push(
+                    IpNet::new(std::net::Ipv6Addr::from(k).into(), bits).expect("depth <= 128"),
+                );
             }
         });
         out

@@ -91,13 +91,22 @@ pub struct SetError {
 
 impl SetError {
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self { errno: libc::EINVAL, message: message.into() }
+        Self {
+            errno: libc::EINVAL,
+            message: message.into(),
+        }
     }
     pub fn port_in_use(message: impl Into<String>) -> Self {
-        Self { errno: libc::EADDRINUSE, message: message.into() }
+        Self {
+            errno: libc::EADDRINUSE,
+            message: message.into(),
+        }
     }
     pub fn io(message: impl Into<String>) -> Self {
-        Self { errno: libc::EIO, message: message.into() }
+        Self {
+            errno: libc::EIO,
+            message: message.into(),
+        }
     }
 }
 

@@ -105,14 +105,32 @@ mod tests {
 
     #[test]
     fn impossible_lengths() {
-        assert_eq!(IpView::new_checked(&[][..]).unwrap_err(), WireError::Truncated);
-        assert_eq!(IpView::new_checked(&V4[..19]).unwrap_err(), WireError::Truncated);
+        assert_eq!(
+            IpView::new_checked(&[][..]).unwrap_err(),
+            WireError::Truncated
+        );
+        assert_eq!(
+            IpView::new_checked(&V4[..19]).unwrap_err(),
+            WireError::Truncated
+        );
         let mut bad_ihl = V4;
         bad_ihl[0] = 0x4f; // IHL 60 > 24 bytes
-        assert_eq!(IpView::new_checked(&bad_ihl[..]).unwrap_err(), WireError::BadLength);
+        assert_eq!(
+            IpView::new_checked(&bad_ihl[..]).unwrap_err(),
+            WireError::BadLength
+        );
         bad_ihl[0] = 0x44; // IHL 16 < 20
-        assert_eq!(IpView::new_checked(&bad_ihl[..]).unwrap_err(), WireError::BadLength);
-        assert_eq!(IpView::new_checked(&[0x60; 39][..]).unwrap_err(), WireError::Truncated);
-        assert_eq!(IpView::new_checked(&[0x50; 40][..]).unwrap_err(), WireError::UnknownType);
+        assert_eq!(
+            IpView::new_checked(&bad_ihl[..]).unwrap_err(),
+            WireError::BadLength
+        );
+        assert_eq!(
+            IpView::new_checked(&[0x60; 39][..]).unwrap_err(),
+            WireError::Truncated
+        );
+        assert_eq!(
+            IpView::new_checked(&[0x50; 40][..]).unwrap_err(),
+            WireError::UnknownType
+        );
     }
 }

@@ -77,28 +77,55 @@ mod tests {
     fn classifies_by_type_and_exact_length() {
         let mut init = [0u8; 148];
         init[0] = 1;
-        assert_eq!(WgView::new_checked(&init[..]).unwrap().kind(), MessageType::HandshakeInit);
-        assert_eq!(WgView::new_checked(&init[..]).unwrap().receiver_index(), None);
+        assert_eq!(
+            WgView::new_checked(&init[..]).unwrap().kind(),
+            MessageType::HandshakeInit
+        );
+        assert_eq!(
+            WgView::new_checked(&init[..]).unwrap().receiver_index(),
+            None
+        );
         let mut resp = [0u8; 92];
         resp[0] = 2;
         resp[8..12].copy_from_slice(&0x0001_2300u32.to_le_bytes());
-        assert_eq!(WgView::new_checked(&resp[..]).unwrap().receiver_index(), Some(0x0001_2300));
+        assert_eq!(
+            WgView::new_checked(&resp[..]).unwrap().receiver_index(),
+            Some(0x0001_2300)
+        );
         let mut data = [0u8; 32];
         data[0] = 4;
         data[4] = 7;
-        assert_eq!(WgView::new_checked(&data[..]).unwrap().receiver_index(), Some(7));
+        assert_eq!(
+            WgView::new_checked(&data[..]).unwrap().receiver_index(),
+            Some(7)
+        );
     }
 
     #[test]
     fn truncated_and_garbage() {
-        assert_eq!(WgView::new_checked(&[4u8, 0, 0][..]).unwrap_err(), WireError::Truncated);
-        assert_eq!(WgView::new_checked(&[1u8; 148][..]).unwrap_err(), WireError::UnknownType);
+        assert_eq!(
+            WgView::new_checked(&[4u8, 0, 0][..]).unwrap_err(),
+            WireError::Truncated
+        );
+        assert_eq!(
+            WgView::new_checked(&[1u8; 148][..]).unwrap_err(),
+            WireError::UnknownType
+        );
         let mut init = [0u8; 147];
         init[0] = 1;
-        assert_eq!(WgView::new_checked(&init[..]).unwrap_err(), WireError::BadLength);
+        assert_eq!(
+            WgView::new_checked(&init[..]).unwrap_err(),
+            WireError::BadLength
+        );
         let mut data = [0u8; 31];
         data[0] = 4;
-        assert_eq!(WgView::new_checked(&data[..]).unwrap_err(), WireError::BadLength);
-        assert_eq!(WgView::new_checked(&[9u8, 0, 0, 0, 0][..]).unwrap_err(), WireError::UnknownType);
+        assert_eq!(
+            WgView::new_checked(&data[..]).unwrap_err(),
+            WireError::BadLength
+        );
+        assert_eq!(
+            WgView::new_checked(&[9u8, 0, 0, 0, 0][..]).unwrap_err(),
+            WireError::UnknownType
+        );
     }
 }

@@ -44,7 +44,9 @@ use parking_lot::Mutex;
 use super::offload::{split_into, Offload, VirtioNetHdr, MAX_SUPER_PACKET, VNET_HDR_LEN};
 use super::offload_gro::{GroTable, MAX_GRO_HEADER, MAX_GRO_SEGMENTS};
 use super::{Batch, TunIo, POLL_INTERVAL};
-use sys::{get_features, get_iff, iff_error, open_tun, query_mtu, set_iff, set_offload, set_persist};
+use sys::{
+    get_features, get_iff, iff_error, open_tun, query_mtu, set_iff, set_offload, set_persist,
+};
 
 /// How stale [`TunIo::mtu`] may be (`ip link set mtu` shows up within this).
 pub const MTU_REFRESH: Duration = Duration::from_millis(500);
@@ -54,7 +56,11 @@ pub enum TunError {
     #[error("invalid interface name '{name}': {reason}")]
     InvalidName { name: String, reason: &'static str },
     #[error("{what} for interface '{name}': {source}")]
-    Io { what: String, name: String, source: io::Error },
+    Io {
+        what: String,
+        name: String,
+        source: io::Error,
+    },
 }
 
 /// Counters since creation (relaxed; for logs and benchmarks).
@@ -114,7 +120,12 @@ pub struct LinuxTun {
 
 /// wg-quick's rule for interface names: 1–15 of `[a-zA-Z0-9_=+.-]`.
 pub fn validate_name(name: &str) -> Result<(), TunError> {
-    let bad = |reason| Err(TunError::InvalidName { name: name.to_owned(), reason });
+    let bad = |reason| {
+        Err(TunError::InvalidName {
+            name: name.to_owned(),
+            reason,
+        })
+    };
     if name.is_empty() {
         return bad("empty");
     }
@@ -124,7 +135,10 @@ pub fn validate_name(name: &str) -> Result<(), TunError> {
     if name == "." || name == ".." {
         return bad("'.' and '..' are not interface names");
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_=+.-".contains(&b)) {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_=+.-".contains(&b))
+    {
         return bad("only letters, digits and _ = + . - are allowed");
     }
     Ok(())
@@ -146,7 +160,11 @@ impl LinuxTun {
         validate_name(name)?;
         let io_err = |what: &str| {
             let what = what.to_owned();
-            move |source| TunError::Io { what, name: name.to_owned(), source }
+            move |source| TunError::Io {
+                what,
+                name: name.to_owned(),
+                source,
+            }
         };
         let fd = open_tun().map_err(io_err("opening /dev/net/tun"))?;
         let features = get_features(&fd).unwrap_or(0);
@@ -154,7 +172,9 @@ impl LinuxTun {
         static NO_VNET: Once = Once::new();
         if offload == Offload::Auto && !want_vnet {
             log_once(&NO_VNET, || {
-                tracing::warn!("TUN: kernel lacks IFF_VNET_HDR; no TSO/checksum offload (one packet per read)")
+                tracing::warn!(
+                    "TUN: kernel lacks IFF_VNET_HDR; no TSO/checksum offload (one packet per read)"
+                )
             });
         }
         if want_vnet {
@@ -164,7 +184,9 @@ impl LinuxTun {
             if uso || set_offload(&fd, tcp).is_ok() {
                 static NO_USO: Once = Once::new();
                 if !uso {
-                    log_once(&NO_USO, || tracing::info!("TUN: kernel lacks USO (< 6.2); UDP is not offloaded"));
+                    log_once(&NO_USO, || {
+                        tracing::info!("TUN: kernel lacks USO (< 6.2); UDP is not offloaded")
+                    });
                 }
                 let status = format!(
                     "tun: vnet_hdr, csum+TSO4+TSO6{}, coalescing TCP{} on write",
@@ -174,15 +196,33 @@ impl LinuxTun {
                 return Ok(Self::new(fd, name, true, uso, status));
             }
             static NO_TSO: Once = Once::new();
-            log_once(&NO_TSO, || tracing::warn!("TUN: TUNSETOFFLOAD refused; falling back to plain TUN"));
+            log_once(&NO_TSO, || {
+                tracing::warn!("TUN: TUNSETOFFLOAD refused; falling back to plain TUN")
+            });
             drop(fd);
             let fd = open_tun().map_err(io_err("opening /dev/net/tun"))?;
             set_iff(&fd, name, false).map_err(|e| iff_error(name, e))?;
-            return Ok(Self::new(fd, name, false, false, "tun: plain (TUNSETOFFLOAD refused)".into()));
+            return Ok(Self::new(
+                fd,
+                name,
+                false,
+                false,
+                "tun: plain (TUNSETOFFLOAD refused)".into(),
+            ));
         }
         set_iff(&fd, name, false).map_err(|e| iff_error(name, e))?;
-        let why = if offload == Offload::Off { "offload off" } else { "no IFF_VNET_HDR" };
-        Ok(Self::new(fd, name, false, false, format!("tun: plain ({why})")))
+        let why = if offload == Offload::Off {
+            "offload off"
+        } else {
+            "no IFF_VNET_HDR"
+        };
+        Ok(Self::new(
+            fd,
+            name,
+            false,
+            false,
+            format!("tun: plain ({why})"),
+        ))
     }
 
     fn new(fd: OwnedFd, name: &str, vnet: bool, uso: bool, status: String) -> Self {
@@ -252,31 +292,54 @@ impl LinuxTun {
 
     fn gone(&self) -> io::Error {
         self.dead.store(true, Ordering::SeqCst);
-        io::Error::new(io::ErrorKind::NotConnected, format!("TUN interface '{}' was deleted", self.name))
+        io::Error::new(
+            io::ErrorKind::NotConnected,
+            format!("TUN interface '{}' was deleted", self.name),
+        )
     }
 
     fn is_gone_error(e: &io::Error) -> bool {
-        matches!(e.raw_os_error(), Some(libc::EBADFD) | Some(libc::ENXIO) | Some(libc::ENODEV))
+        matches!(
+            e.raw_os_error(),
+            Some(libc::EBADFD) | Some(libc::ENXIO) | Some(libc::ENODEV)
+        )
     }
 
     /// Waits until the fd is readable or `timeout`; `Ok(false)` on timeout.
     fn wait_readable(&self, timeout: Duration) -> io::Result<bool> {
-        let mut pfd = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
         // SAFETY: one valid pollfd, count 1; the kernel writes only `revents`.
         let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
         if rc < 0 {
             let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::Interrupted { Ok(false) } else { Err(e) };
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(e)
+            };
         }
-        if rc > 0 && pfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 && !self.is_alive() {
+        if rc > 0
+            && pfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0
+            && !self.is_alive()
+        {
             return Err(self.gone());
         }
         Ok(rc > 0)
     }
 
     /// Moves the packet in `rx.buf[..len]` (from `first_segment`) into `batch`.
-    fn deliver(&self, rx: &mut RxState, len: usize, first_segment: usize, batch: &mut Batch) -> usize {
+    fn deliver(
+        &self,
+        rx: &mut RxState,
+        len: usize,
+        first_segment: usize,
+        batch: &mut Batch,
+    ) -> usize {
         let c = &self.counters;
         let (hdr, pkt) = if self.vnet {
             let Some(hdr) = rx.buf.get(..len).and_then(VirtioNetHdr::decode) else {
@@ -299,7 +362,10 @@ impl LinuxTun {
                         c.dropped.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(interface = %self.name, len, "TUN packet larger than the whole batch: dropped");
                     } else {
-                        rx.pending = Some(Pending { len, next_segment: next });
+                        rx.pending = Some(Pending {
+                            len,
+                            next_segment: next,
+                        });
                     }
                 }
                 p.emitted
@@ -327,7 +393,13 @@ impl TunIo for LinuxTun {
         let mut waited = false;
         while batch.spare().is_some() {
             // SAFETY: reads at most `buf.len()` bytes into our own buffer.
-            let rc = unsafe { libc::read(self.fd.as_raw_fd(), rx.buf.as_mut_ptr().cast(), rx.buf.len()) };
+            let rc = unsafe {
+                libc::read(
+                    self.fd.as_raw_fd(),
+                    rx.buf.as_mut_ptr().cast(),
+                    rx.buf.len(),
+                )
+            };
             if rc >= 0 {
                 self.counters.reads.fetch_add(1, Ordering::Relaxed);
                 n += self.deliver(rx, rc as usize, 0, batch);
@@ -382,7 +454,9 @@ impl TunIo for LinuxTun {
             if rc >= 0 {
                 self.counters.writes.fetch_add(1, Ordering::Relaxed);
                 if out.segments > 1 {
-                    self.counters.coalesced_writes.fetch_add(1, Ordering::Relaxed);
+                    self.counters
+                        .coalesced_writes
+                        .fetch_add(1, Ordering::Relaxed);
                 }
                 continue;
             }
@@ -431,7 +505,9 @@ mod tests {
     use std::sync::mpsc;
     use std::sync::Arc;
 
-    use super::super::offload::{checksum, pseudo_header_nofold, transport_checksum_valid, write_u16};
+    use super::super::offload::{
+        checksum, pseudo_header_nofold, transport_checksum_valid, write_u16,
+    };
     use super::*;
     use crate::netlink::testns::{enter_new_netns, in_netns, run};
     use crate::netlink::{self};
@@ -448,8 +524,14 @@ mod tests {
             ("wg0:1", "only letters"),
             ("..", "'.'"),
         ] {
-            let e = LinuxTun::create_with(bad, Offload::Off).err().expect(bad).to_string();
-            assert!(e.contains(why) && e.contains(&format!("'{bad}'")), "{bad}: {e}");
+            let e = LinuxTun::create_with(bad, Offload::Off)
+                .err()
+                .expect(bad)
+                .to_string();
+            assert!(
+                e.contains(why) && e.contains(&format!("'{bad}'")),
+                "{bad}: {e}"
+            );
         }
         for good in ["wg0", "a", "wg_hub-1.x=+", "fifteen-chars-x"] {
             assert!(validate_name(good).is_ok(), "{good}");
@@ -468,18 +550,32 @@ mod tests {
             for (i, mode) in MODES.into_iter().enumerate() {
                 let name = format!("ewt{tag}{i}");
                 let tun = LinuxTun::create_with(&name, mode).unwrap();
-                assert_eq!(tun.offloaded(), mode == Offload::Auto, "{}", tun.offload_status());
+                assert_eq!(
+                    tun.offloaded(),
+                    mode == Offload::Auto,
+                    "{}",
+                    tun.offload_status()
+                );
                 assert!(netlink::link_exists(&name).unwrap());
                 netlink::set_mtu(&name, 1380).unwrap();
                 std::thread::sleep(MTU_REFRESH);
                 assert_eq!(tun.mtu(), 1380);
-                let busy = LinuxTun::create_with(&name, mode).err().expect("second open").to_string();
-                assert!(busy.contains(&name) && busy.contains("already open"), "{busy}");
+                let busy = LinuxTun::create_with(&name, mode)
+                    .err()
+                    .expect("second open")
+                    .to_string();
+                assert!(
+                    busy.contains(&name) && busy.contains("already open"),
+                    "{busy}"
+                );
                 assert!(tun.is_alive());
                 let mut b = Batch::new(8, 1 << 17);
                 let t = Instant::now();
                 assert_eq!(tun.recv(&mut b).unwrap(), 0);
-                assert!(t.elapsed() < POLL_INTERVAL * 5, "recv must return after the poll interval");
+                assert!(
+                    t.elapsed() < POLL_INTERVAL * 5,
+                    "recv must return after the poll interval"
+                );
                 run(&format!("ip link del {name}"));
                 assert!(!tun.is_alive());
                 let e = tun.recv(&mut b).unwrap_err();
@@ -489,7 +585,10 @@ mod tests {
             // A name taken by a non-TUN interface.
             let veth = format!("ewv{tag}");
             run(&format!("ip link add {veth} type veth peer name {veth}p"));
-            let e = LinuxTun::create_with(&veth, Offload::Off).err().expect("veth").to_string();
+            let e = LinuxTun::create_with(&veth, Offload::Off)
+                .err()
+                .expect("veth")
+                .to_string();
             assert!(e.contains(&veth) && e.contains("not a TUN"), "{e}");
         });
     }
@@ -511,8 +610,10 @@ mod tests {
 
     /// IPv4/UDP 10.66.0.2:7 → 10.66.0.1:`port` carrying `payload`, checksums set.
     fn udp_to_host(port: u16, payload: &[u8]) -> Vec<u8> {
-        let mut p =
-            vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 66, 0, 2, 10, 66, 0, 1, 0, 7, 0, 0, 0, 0, 0, 0];
+        let mut p = vec![
+            0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 66, 0, 2, 10, 66, 0, 1, 0, 7, 0, 0, 0,
+            0, 0, 0,
+        ];
         write_u16(&mut p, 22, port);
         p.extend_from_slice(payload);
         let n = p.len() as u16;
@@ -520,7 +621,10 @@ mod tests {
         write_u16(&mut p, 24, n - 20);
         let c = checksum(&p[..20], 0);
         write_u16(&mut p, 10, c);
-        let c = checksum(&p[20..], pseudo_header_nofold(&[10, 66, 0, 2], &[10, 66, 0, 1], 17, u32::from(n - 20)));
+        let c = checksum(
+            &p[20..],
+            pseudo_header_nofold(&[10, 66, 0, 2], &[10, 66, 0, 1], 17, u32::from(n - 20)),
+        );
         write_u16(&mut p, 26, c);
         p
     }
@@ -546,12 +650,19 @@ mod tests {
                     tun.recv(&mut b).unwrap();
                 }
                 assert_eq!(udp4(&b), 5, "{}", tun.offload_status());
-                for (k, (p, _)) in b.iter().filter(|(p, _)| p.first() == Some(&0x45)).enumerate() {
+                for (k, (p, _)) in b
+                    .iter()
+                    .filter(|(p, _)| p.first() == Some(&0x45))
+                    .enumerate()
+                {
                     assert_eq!(&p[16..20], &[10, 66, 0, 2]);
                     assert_eq!(&p[28..], &[k as u8; 100][..]);
                     assert!(transport_checksum_valid(p, 20, 17), "mode {mode:?}");
                 }
-                assert!(b.entries().iter().all(|e| e.offset >= 16), "head room left for the WireGuard header");
+                assert!(
+                    b.entries().iter().all(|e| e.offset >= 16),
+                    "head room left for the WireGuard header"
+                );
                 // TUN → host.
                 let port = sock.local_addr().unwrap().port();
                 let mut out = Batch::new(8, 4096);
@@ -561,7 +672,10 @@ mod tests {
                 let mut buf = [0u8; 64];
                 for want in [&b"one"[..], b"two"] {
                     let (n, from) = sock.recv_from(&mut buf).unwrap();
-                    assert_eq!((&buf[..n], from.to_string().as_str()), (want, "10.66.0.2:7"));
+                    assert_eq!(
+                        (&buf[..n], from.to_string().as_str()),
+                        (want, "10.66.0.2:7")
+                    );
                 }
             }
         });
@@ -613,7 +727,11 @@ mod tests {
 
     /// One TCP stream of `total` bytes from A to B through the pair, content checked.
     /// Returns Gbit/s and both TUNs' counters.
-    pub(crate) fn tcp_through_tun_pair(tag: &str, mode: Offload, total: usize) -> (f64, TunStats, TunStats) {
+    pub(crate) fn tcp_through_tun_pair(
+        tag: &str,
+        mode: Offload,
+        total: usize,
+    ) -> (f64, TunStats, TunStats) {
         let server = |ready: Box<dyn FnOnce() + Send + '_>| {
             let l = TcpListener::bind("10.77.0.2:5201").unwrap();
             ready();
@@ -626,7 +744,12 @@ mod tests {
                     break;
                 }
                 for (j, byte) in buf[..n].iter().enumerate() {
-                    assert_eq!(*byte, ((seen + j) % 251) as u8, "byte {} corrupted", seen + j);
+                    assert_eq!(
+                        *byte,
+                        ((seen + j) % 251) as u8,
+                        "byte {} corrupted",
+                        seen + j
+                    );
                 }
                 seen += n;
             }
@@ -655,14 +778,19 @@ mod tests {
                 const N: usize = 400;
                 let server = |ready: Box<dyn FnOnce() + Send + '_>| {
                     let sock = UdpSocket::bind("10.77.0.2:9999").unwrap();
-                    socket2::SockRef::from(&sock).set_recv_buffer_size(8 << 20).unwrap();
+                    socket2::SockRef::from(&sock)
+                        .set_recv_buffer_size(8 << 20)
+                        .unwrap();
                     sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
                     ready();
                     let mut buf = [0u8; 2048];
                     let mut seen = vec![false; N];
                     while let Ok(n) = sock.recv(&mut buf) {
                         let k = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-                        assert!(n == 1200 && buf[4..n].iter().all(|b| *b == k as u8), "datagram {k} corrupted");
+                        assert!(
+                            n == 1200 && buf[4..n].iter().all(|b| *b == k as u8),
+                            "datagram {k} corrupted"
+                        );
                         seen[k] = true;
                         if seen.iter().all(|s| *s) {
                             break;

@@ -19,7 +19,11 @@ pub(super) struct IfReq {
 
 impl IfReq {
     pub(super) fn new(name: &str) -> Self {
-        let mut r = IfReq { name: [0; libc::IFNAMSIZ], flags: 0, _pad: [0; 22] };
+        let mut r = IfReq {
+            name: [0; libc::IFNAMSIZ],
+            flags: 0,
+            _pad: [0; 22],
+        };
         let n = name.len().min(libc::IFNAMSIZ - 1);
         r.name[..n].copy_from_slice(&name.as_bytes()[..n]);
         r
@@ -38,7 +42,13 @@ pub(super) fn open_tun() -> io::Result<OwnedFd> {
 pub(super) fn get_features(fd: &OwnedFd) -> io::Result<u32> {
     let mut features: libc::c_uint = 0;
     // SAFETY: TUNGETFEATURES writes one unsigned int to the pointer.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNGETFEATURES, &mut features as *mut libc::c_uint) };
+    let rc = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TUNGETFEATURES,
+            &mut features as *mut libc::c_uint,
+        )
+    };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -62,7 +72,13 @@ pub(super) fn set_iff(fd: &OwnedFd, name: &str, vnet: bool) -> io::Result<()> {
 
 pub(super) fn set_offload(fd: &OwnedFd, flags: libc::c_uint) -> io::Result<()> {
     // SAFETY: TUNSETOFFLOAD takes its flags by value.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, libc::c_ulong::from(flags)) };
+    let rc = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TUNSETOFFLOAD,
+            libc::c_ulong::from(flags),
+        )
+    };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -73,10 +89,16 @@ pub(super) fn iff_error(name: &str, source: io::Error) -> TunError {
     let what = match source.raw_os_error() {
         Some(libc::EPERM) => "creating the TUN (needs CAP_NET_ADMIN)",
         Some(libc::EBUSY) => "creating the TUN (the interface is already open by another process)",
-        Some(libc::EINVAL) => "creating the TUN (an interface of that name exists and is not a TUN)",
+        Some(libc::EINVAL) => {
+            "creating the TUN (an interface of that name exists and is not a TUN)"
+        }
         _ => "creating the TUN (TUNSETIFF)",
     };
-    TunError::Io { what: what.into(), name: name.to_owned(), source }
+    TunError::Io {
+        what: what.into(),
+        name: name.to_owned(),
+        source,
+    }
 }
 
 /// SIOCGIFMTU through a throwaway datagram socket in the caller's network namespace.
@@ -89,9 +111,19 @@ pub(super) fn query_mtu(name: &str) -> io::Result<usize> {
     }
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
     let base = IfReq::new(name);
-    let mut req = IfReqMtu { name: base.name, mtu: 0, _pad: [0; 20] };
+    let mut req = IfReqMtu {
+        name: base.name,
+        mtu: 0,
+        _pad: [0; 20],
+    };
     // SAFETY: SIOCGIFMTU reads the name and writes an int at offset 16 of a 40-byte ifreq.
-    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU, &mut req as *mut IfReqMtu) };
+    let rc = unsafe {
+        libc::ioctl(
+            sock.as_raw_fd(),
+            libc::SIOCGIFMTU,
+            &mut req as *mut IfReqMtu,
+        )
+    };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }

@@ -53,8 +53,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 use super::batch::Entry;
 use super::{Batch, Offload, UdpBinder, UdpIo, POLL_INTERVAL};
 use sys::{
-    cmsg_space, decode_addr, encode_addr, getsockopt_int, read_gro_size, setsockopt_int, write_cmsg_u16, MsgBufs,
-    RawAddr,
+    cmsg_space, decode_addr, encode_addr, getsockopt_int, read_gro_size, setsockopt_int,
+    write_cmsg_u16, MsgBufs, RawAddr,
 };
 
 /// Messages per `recvmmsg`/`sendmmsg` call.
@@ -143,8 +143,15 @@ fn open_socket(port: u16, allow_v6: bool) -> io::Result<(Socket, bool)> {
     });
     match v6 {
         Ok(s) => Ok((s, true)),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL)) => {
-            NO_V6.call_once(|| tracing::warn!("UDP: IPv6 unavailable ({e}); listening on IPv4 only"));
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL)
+            ) =>
+        {
+            NO_V6.call_once(|| {
+                tracing::warn!("UDP: IPv6 unavailable ({e}); listening on IPv4 only")
+            });
             let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
             s.bind(&SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port).into())?;
             Ok((s, false))
@@ -160,14 +167,23 @@ impl LinuxUdp {
     }
 
     fn bind_with(port: u16, fwmark: u32, offload: Offload, allow_v6: bool) -> io::Result<LinuxUdp> {
-        let ctx = |what: String| move |e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"));
-        let (sock, dual_stack) = open_socket(port, allow_v6).map_err(ctx(format!("binding UDP port {port}")))?;
+        let ctx =
+            |what: String| move |e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"));
+        let (sock, dual_stack) =
+            open_socket(port, allow_v6).map_err(ctx(format!("binding UDP port {port}")))?;
         if fwmark != 0 {
-            sock.set_mark(fwmark).map_err(ctx(format!("setting fwmark {fwmark:#x} on UDP port {port}")))?;
+            sock.set_mark(fwmark).map_err(ctx(format!(
+                "setting fwmark {fwmark:#x} on UDP port {port}"
+            )))?;
         }
-        for (force, plain) in [(libc::SO_RCVBUFFORCE, libc::SO_RCVBUF), (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)] {
-            if setsockopt_int(&sock, libc::SOL_SOCKET, force, SOCKET_BUFFER as libc::c_int).is_err() {
-                let _ = setsockopt_int(&sock, libc::SOL_SOCKET, plain, SOCKET_BUFFER as libc::c_int);
+        for (force, plain) in [
+            (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+            (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+        ] {
+            if setsockopt_int(&sock, libc::SOL_SOCKET, force, SOCKET_BUFFER as libc::c_int).is_err()
+            {
+                let _ =
+                    setsockopt_int(&sock, libc::SOL_SOCKET, plain, SOCKET_BUFFER as libc::c_int);
             }
         }
         sock.set_read_timeout(Some(POLL_INTERVAL))?;
@@ -177,11 +193,15 @@ impl LinuxUdp {
         let auto = offload == Offload::Auto;
         let gso = auto && getsockopt_int(&sock, libc::SOL_UDP, libc::UDP_SEGMENT).is_ok();
         if auto && !gso {
-            NO_GSO.call_once(|| tracing::warn!("UDP: kernel lacks GSO (UDP_SEGMENT); one datagram per message"));
+            NO_GSO.call_once(|| {
+                tracing::warn!("UDP: kernel lacks GSO (UDP_SEGMENT); one datagram per message")
+            });
         }
         let gro = auto && setsockopt_int(&sock, libc::SOL_UDP, libc::UDP_GRO, 1).is_ok();
         if auto && !gro {
-            NO_GRO.call_once(|| tracing::warn!("UDP: kernel lacks GRO (UDP_GRO); one datagram per message"));
+            NO_GRO.call_once(|| {
+                tracing::warn!("UDP: kernel lacks GRO (UDP_GRO); one datagram per message")
+            });
         }
         let udp = LinuxUdp {
             sock,
@@ -206,7 +226,11 @@ impl LinuxUdp {
         let on = |b: bool| if b { "on" } else { "off" };
         format!(
             "udp: {}, sendmmsg/recvmmsg, GSO {}, GRO {}",
-            if self.dual_stack { "dual-stack" } else { "IPv4 only" },
+            if self.dual_stack {
+                "dual-stack"
+            } else {
+                "IPv4 only"
+            },
             on(self.gso.load(Ordering::Relaxed)),
             on(self.gro)
         )
@@ -256,7 +280,11 @@ impl LinuxUdp {
                 let mut total = first.len;
                 while j < entries.len() && j - i < MAX_SEGMENTS {
                     let e = entries[j];
-                    if e.addr != first.addr || e.len > first.len || e.len == 0 || total + e.len > GSO_MAX_BYTES {
+                    if e.addr != first.addr
+                        || e.len > first.len
+                        || e.len == 0
+                        || total + e.len > GSO_MAX_BYTES
+                    {
                         break;
                     }
                     total += e.len;
@@ -269,7 +297,10 @@ impl LinuxUdp {
             for (k, e) in entries[i..j].iter().enumerate() {
                 let p = batch.packet(from + i + k);
                 debug_assert_eq!(p.len(), e.len);
-                bufs.iovs[i + k] = libc::iovec { iov_base: p.as_ptr() as *mut libc::c_void, iov_len: p.len() };
+                bufs.iovs[i + k] = libc::iovec {
+                    iov_base: p.as_ptr() as *mut libc::c_void,
+                    iov_len: p.len(),
+                };
             }
             bufs.names[m] = name;
             bufs.first_entry[m] = from + i;
@@ -298,7 +329,13 @@ impl LinuxUdp {
 
     /// Sends `batch.entries()[from..]`; returns the first error after trying them all.
     /// `allow_gso == false` sends every datagram as its own message.
-    fn send_from(&self, bufs: &mut MsgBufs, batch: &Batch, mut from: usize, allow_gso: bool) -> io::Result<()> {
+    fn send_from(
+        &self,
+        bufs: &mut MsgBufs,
+        batch: &Batch,
+        mut from: usize,
+        allow_gso: bool,
+    ) -> io::Result<()> {
         let mut first_err: Option<io::Error> = None;
         let c = &self.counters;
         while from < batch.len() {
@@ -323,7 +360,8 @@ impl LinuxUdp {
                 if rc > 0 {
                     let rc = rc as usize;
                     for h in &bufs.hdrs[sent..sent + rc] {
-                        c.datagrams_out.fetch_add(h.msg_hdr.msg_iovlen as u64, Ordering::Relaxed);
+                        c.datagrams_out
+                            .fetch_add(h.msg_hdr.msg_iovlen as u64, Ordering::Relaxed);
                     }
                     c.messages_out.fetch_add(rc as u64, Ordering::Relaxed);
                     sent += rc;
@@ -339,7 +377,9 @@ impl LinuxUdp {
                         // EINVAL/EMSGSIZE: this path refuses the segment size (above its
                         // MTU): the rest of this batch goes unsegmented (the kernel fragments).
                         if code == libc::EIO {
-                            GSO_EIO.call_once(|| tracing::warn!("UDP: GSO send failed with EIO; GSO disabled"));
+                            GSO_EIO.call_once(|| {
+                                tracing::warn!("UDP: GSO send failed with EIO; GSO disabled")
+                            });
                             self.gso.store(false, Ordering::Relaxed);
                         }
                         let resume = bufs.first_entry[sent];
@@ -354,7 +394,10 @@ impl LinuxUdp {
                     }
                     _ => {
                         let to = batch.addr(bufs.first_entry[sent]);
-                        first_err.get_or_insert(io::Error::new(e.kind(), format!("sending to {to}: {e}")));
+                        first_err.get_or_insert(io::Error::new(
+                            e.kind(),
+                            format!("sending to {to}: {e}"),
+                        ));
                         sent += 1;
                     }
                 }
@@ -368,7 +411,10 @@ impl LinuxUdp {
 impl LinuxUdp {
     /// Points message `s` of `bufs` at `buf` (one receive slot).
     fn set_rx_slot(bufs: &mut MsgBufs, s: usize, buf: &mut [u8]) {
-        bufs.iovs[s] = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        bufs.iovs[s] = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
         let h = &mut bufs.hdrs[s];
         h.msg_len = 0;
         h.msg_hdr.msg_name = (&mut bufs.names[s] as *mut RawAddr).cast();
@@ -411,13 +457,22 @@ impl LinuxUdp {
 
     /// Length, segment size, and source of received message `s`; `None` (counted) for a
     /// truncated or empty one.
-    fn rx_message(&self, bufs: &MsgBufs, s: usize, slot: usize) -> Option<(usize, usize, SocketAddr)> {
+    fn rx_message(
+        &self,
+        bufs: &MsgBufs,
+        s: usize,
+        slot: usize,
+    ) -> Option<(usize, usize, SocketAddr)> {
         let h = &bufs.hdrs[s];
         let len = h.msg_len as usize;
         let gro = read_gro_size(&h.msg_hdr);
         if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 || len > slot {
-            self.counters.dropped.fetch_add(gro.map_or(1, |g| len.div_ceil(g)) as u64, Ordering::Relaxed);
-            TRUNCATED.call_once(|| tracing::warn!(slot, "UDP datagram larger than the receive slot: dropped"));
+            self.counters
+                .dropped
+                .fetch_add(gro.map_or(1, |g| len.div_ceil(g)) as u64, Ordering::Relaxed);
+            TRUNCATED.call_once(|| {
+                tracing::warn!(slot, "UDP datagram larger than the receive slot: dropped")
+            });
             return None;
         }
         let addr = decode_addr(&bufs.names[s])?;
@@ -426,7 +481,9 @@ impl LinuxUdp {
 
     /// Copies what fits of the super-datagram held in `rx.scratch` into `batch`.
     fn drain_pending(rx: &mut RxState, batch: &mut Batch) -> usize {
-        let Some(p) = rx.pending.as_mut() else { return 0 };
+        let Some(p) = rx.pending.as_mut() else {
+            return 0;
+        };
         let mut n = 0;
         while p.off < p.len {
             let end = (p.off + p.stride).min(p.len);
@@ -453,7 +510,9 @@ impl UdpIo for LinuxUdp {
         let rx = &mut *guard;
         if rx.pending.is_some() {
             let n = Self::drain_pending(rx, batch);
-            self.counters.datagrams_in.fetch_add(n as u64, Ordering::Relaxed);
+            self.counters
+                .datagrams_in
+                .fetch_add(n as u64, Ordering::Relaxed);
             return Ok(n);
         }
         let bufs = &mut rx.bufs;
@@ -461,7 +520,12 @@ impl UdpIo for LinuxUdp {
         let entries_free = max_entries.saturating_sub(entries.len());
         let arena_free = arena.len().saturating_sub(*used);
         let (nslots, slot) = if self.gro {
-            (MAX_MMSG.min(entries_free / MAX_SEGMENTS).min(arena_free / GRO_SLOT), GRO_SLOT)
+            (
+                MAX_MMSG
+                    .min(entries_free / MAX_SEGMENTS)
+                    .min(arena_free / GRO_SLOT),
+                GRO_SLOT,
+            )
         } else {
             let want = MAX_MMSG.min(entries_free).max(1);
             let slot = (arena_free / want).clamp(PLAIN_SLOT, GRO_SLOT);
@@ -478,35 +542,53 @@ impl UdpIo for LinuxUdp {
                 return Ok(0);
             }
             if let Some((len, stride, addr)) = self.rx_message(bufs, 0, rx.scratch.len()) {
-                rx.pending = Some(PendingRx { len, stride, addr, off: 0 });
+                rx.pending = Some(PendingRx {
+                    len,
+                    stride,
+                    addr,
+                    off: 0,
+                });
             }
             let n = Self::drain_pending(rx, batch);
-            self.counters.datagrams_in.fetch_add(n as u64, Ordering::Relaxed);
+            self.counters
+                .datagrams_in
+                .fetch_add(n as u64, Ordering::Relaxed);
             return Ok(n);
         }
         bufs.reserve(nslots, nslots);
         let base = *used;
-        for (s, buf) in arena[base..base + nslots * slot].chunks_exact_mut(slot).enumerate() {
+        for (s, buf) in arena[base..base + nslots * slot]
+            .chunks_exact_mut(slot)
+            .enumerate()
+        {
             Self::set_rx_slot(bufs, s, buf);
         }
         let got = self.recvmmsg(bufs, nslots)?;
         let before = entries.len();
         let mut end = base;
         for s in 0..got {
-            let Some((len, stride, addr)) = self.rx_message(bufs, s, slot) else { continue };
+            let Some((len, stride, addr)) = self.rx_message(bufs, s, slot) else {
+                continue;
+            };
             let start = base + s * slot;
             let mut off = 0;
             // nslots ≤ entries_free / 64 with GRO (a slot holds ≤ 64 segments), so this
             // never runs out of entries.
             while off < len && entries.len() < max_entries {
-                entries.push(Entry { offset: start + off, len: stride.min(len - off), addr });
+                entries.push(Entry {
+                    offset: start + off,
+                    len: stride.min(len - off),
+                    addr,
+                });
                 off += stride;
             }
             end = start + len;
         }
         *used = end;
         let n = entries.len() - before;
-        self.counters.datagrams_in.fetch_add(n as u64, Ordering::Relaxed);
+        self.counters
+            .datagrams_in
+            .fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 
@@ -581,10 +663,16 @@ mod tests {
             for mode in MODES {
                 let a = LinuxUdp::bind(0, 0, mode).unwrap();
                 let b = LinuxUdp::bind(0, 0, mode).unwrap();
-                assert!(a.offload_status().contains("dual-stack"), "{}", a.offload_status());
+                assert!(
+                    a.offload_status().contains("dual-stack"),
+                    "{}",
+                    a.offload_status()
+                );
                 let to4: SocketAddr = format!("127.0.0.1:{}", b.local_port()).parse().unwrap();
                 let to6: SocketAddr = format!("[::1]:{}", b.local_port()).parse().unwrap();
-                let mapped: SocketAddr = format!("[::ffff:127.0.0.1]:{}", b.local_port()).parse().unwrap();
+                let mapped: SocketAddr = format!("[::ffff:127.0.0.1]:{}", b.local_port())
+                    .parse()
+                    .unwrap();
                 let mut out = Batch::new(256, 1 << 20);
                 // Runs of equal sizes (GSO material), odd sizes, three destinations.
                 for i in 0..120 {
@@ -603,8 +691,10 @@ mod tests {
                 // Order within one source socket is kept by loopback.
                 let a4: SocketAddr = format!("127.0.0.1:{}", a.local_port()).parse().unwrap();
                 let a6: SocketAddr = format!("[::1]:{}", a.local_port()).parse().unwrap();
-                let mut want: Vec<(Vec<u8>, SocketAddr)> =
-                    out.iter().map(|(p, d)| (p.to_vec(), if d == to6 { a6 } else { a4 })).collect();
+                let mut want: Vec<(Vec<u8>, SocketAddr)> = out
+                    .iter()
+                    .map(|(p, d)| (p.to_vec(), if d == to6 { a6 } else { a4 }))
+                    .collect();
                 got.sort();
                 want.sort();
                 assert!(got == want, "{mode:?}: contents or source addresses differ");
@@ -628,16 +718,27 @@ mod tests {
         in_netns("udp-gso", |_| {
             // A plain socket sees what the wire carries: GSO must produce the exact datagrams.
             let plain = UdpSocket::bind("127.0.0.1:0").unwrap();
-            plain.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            plain
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .unwrap();
             let to = plain.local_addr().unwrap();
             let a = LinuxUdp::bind(0, 0, Offload::Auto).unwrap();
             let mut out = Batch::new(64, 1 << 17);
-            let lens = [1200usize; 40].iter().copied().chain([700]).collect::<Vec<_>>();
+            let lens = [1200usize; 40]
+                .iter()
+                .copied()
+                .chain([700])
+                .collect::<Vec<_>>();
             for (i, len) in lens.iter().enumerate() {
                 out.push(&payload(i, *len), to);
             }
             a.send(&out).unwrap();
-            assert_eq!(a.stats().messages_out, 1, "41 datagrams, one GSO message: {:?}", a.stats());
+            assert_eq!(
+                a.stats().messages_out,
+                1,
+                "41 datagrams, one GSO message: {:?}",
+                a.stats()
+            );
             let mut buf = [0u8; 2048];
             for (i, len) in lens.iter().enumerate() {
                 let (n, _) = plain.recv_from(&mut buf).unwrap();
@@ -656,7 +757,13 @@ mod tests {
             assert_eq!(b.stats().messages_in, 1, "{:?}", b.stats());
             assert_eq!(got.len(), 41);
             for (i, len) in lens.iter().enumerate() {
-                assert_eq!(got[i], (payload(i, *len), format!("127.0.0.1:{}", a.local_port()).parse().unwrap()));
+                assert_eq!(
+                    got[i],
+                    (
+                        payload(i, *len),
+                        format!("127.0.0.1:{}", a.local_port()).parse().unwrap()
+                    )
+                );
             }
             // GSO sender, receiver without GRO: the kernel segments for it.
             let c = LinuxUdp::bind(0, 0, Offload::Off).unwrap();
@@ -677,7 +784,10 @@ mod tests {
     fn small_batches_timeouts_marks_and_errors() {
         in_netns("udp-misc", |_| {
             let a = LinuxUdp::bind(0, 0x5eed, Offload::Auto).unwrap();
-            assert_eq!(getsockopt_int(&a.sock, libc::SOL_SOCKET, libc::SO_MARK).unwrap(), 0x5eed);
+            assert_eq!(
+                getsockopt_int(&a.sock, libc::SOL_SOCKET, libc::SO_MARK).unwrap(),
+                0x5eed
+            );
             // recv returns Ok(0) after the poll interval.
             let mut small = Batch::new(4, 4096);
             let t = Instant::now();
@@ -699,15 +809,24 @@ mod tests {
             }
             assert_eq!(b.stats().dropped, 0, "{:?}", b.stats());
             // The port is taken: the error names it.
-            let e = LinuxUdp::bind(a.local_port(), 0, Offload::Auto).err().expect("port in use");
-            assert!(e.to_string().contains(&format!("UDP port {}", a.local_port())), "{e}");
+            let e = LinuxUdp::bind(a.local_port(), 0, Offload::Auto)
+                .err()
+                .expect("port in use");
+            assert!(
+                e.to_string()
+                    .contains(&format!("UDP port {}", a.local_port())),
+                "{e}"
+            );
             // IPv4-only fallback: IPv4 works, an IPv6 destination is an error, others still go.
             let v4 = LinuxUdp::bind_with(0, 0, Offload::Auto, false).unwrap();
             assert!(v4.offload_status().contains("IPv4 only"));
             let c = LinuxUdp::bind(0, 0, Offload::Off).unwrap();
             let mut out = Batch::new(4, 4096);
             out.push(b"v6", format!("[::1]:{}", c.local_port()).parse().unwrap());
-            out.push(b"v4", format!("127.0.0.1:{}", c.local_port()).parse().unwrap());
+            out.push(
+                b"v4",
+                format!("127.0.0.1:{}", c.local_port()).parse().unwrap(),
+            );
             let e = v4.send(&out).unwrap_err();
             assert!(e.to_string().contains("IPv4-only"), "{e}");
             let mut inc = Batch::new(4, 4096);
@@ -715,7 +834,10 @@ mod tests {
             // An unreachable destination fails alone; the rest of the batch is sent.
             let mut out = Batch::new(4, 4096);
             out.push(b"x", "198.18.200.1:9".parse().unwrap());
-            out.push(b"y", format!("127.0.0.1:{}", c.local_port()).parse().unwrap());
+            out.push(
+                b"y",
+                format!("127.0.0.1:{}", c.local_port()).parse().unwrap(),
+            );
             let e = a.send(&out).unwrap_err();
             assert!(e.to_string().contains("198.18.200.1:9"), "{e}");
             assert_eq!(recv_all(&c, 1, &mut inc)[0].0, b"y");
@@ -726,7 +848,9 @@ mod tests {
     fn gso_above_the_path_mtu_falls_back_to_fragments() {
         in_netns("udp-gso-mtu", |tag| {
             let dev = format!("ewg{tag}");
-            run(&format!("ip link add {dev} mtu 1280 type veth peer name {dev}p"));
+            run(&format!(
+                "ip link add {dev} mtu 1280 type veth peer name {dev}p"
+            ));
             run(&format!("ip link set {dev}p up"));
             run(&format!("ip link set {dev} up"));
             run(&format!("ip addr add 198.18.5.1/24 dev {dev}"));
@@ -737,8 +861,15 @@ mod tests {
             }
             a.send(&out).unwrap();
             let st = a.stats();
-            assert_eq!((st.datagrams_out, st.messages_out), (10, 10), "unsegmented after the refusal: {st:?}");
-            assert!(a.offload_status().contains("GSO on"), "EMSGSIZE must not disable GSO for good");
+            assert_eq!(
+                (st.datagrams_out, st.messages_out),
+                (10, 10),
+                "unsegmented after the refusal: {st:?}"
+            );
+            assert!(
+                a.offload_status().contains("GSO on"),
+                "EMSGSIZE must not disable GSO for good"
+            );
         });
     }
 

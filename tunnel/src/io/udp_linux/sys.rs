@@ -37,7 +37,13 @@ unsafe impl Send for MsgBufs {}
 
 impl MsgBufs {
     pub(super) fn new() -> Self {
-        Self { hdrs: Vec::new(), iovs: Vec::new(), names: Vec::new(), cmsgs: Vec::new(), first_entry: Vec::new() }
+        Self {
+            hdrs: Vec::new(),
+            iovs: Vec::new(),
+            names: Vec::new(),
+            cmsgs: Vec::new(),
+            first_entry: Vec::new(),
+        }
     }
 
     /// Grows every array to at least `msgs` messages and `iovs` iovecs (only allocates
@@ -53,7 +59,13 @@ impl MsgBufs {
             self.first_entry.resize(msgs, 0);
         }
         if self.iovs.len() < iovs {
-            self.iovs.resize(iovs, libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 });
+            self.iovs.resize(
+                iovs,
+                libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                },
+            );
         }
     }
 }
@@ -80,12 +92,23 @@ pub(super) fn setsockopt_int(
     Ok(())
 }
 
-pub(super) fn getsockopt_int(sock: &Socket, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+pub(super) fn getsockopt_int(
+    sock: &Socket,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<libc::c_int> {
     let mut value: libc::c_int = 0;
     let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: the kernel writes at most `len` bytes into `value` and updates `len`.
-    let rc =
-        unsafe { libc::getsockopt(sock.as_raw_fd(), level, name, (&mut value as *mut libc::c_int).cast(), &mut len) };
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            level,
+            name,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -98,7 +121,12 @@ pub(super) fn cmsg_space(len: usize) -> usize {
 }
 
 /// Writes one control message carrying a u16 at the start of `buf`.
-pub(super) fn write_cmsg_u16(buf: &mut [u64; 8], level: libc::c_int, kind: libc::c_int, value: u16) {
+pub(super) fn write_cmsg_u16(
+    buf: &mut [u64; 8],
+    level: libc::c_int,
+    kind: libc::c_int,
+    value: u16,
+) {
     // SAFETY: `buf` is 64 bytes, 8-aligned; a cmsghdr (16 bytes) plus 2 bytes of data
     // (CMSG_SPACE(2) = 24) fits. CMSG_DATA points right after the header inside `buf`.
     unsafe {
@@ -138,12 +166,20 @@ pub(super) fn decode_addr(raw: &RawAddr) -> Option<SocketAddr> {
             libc::AF_INET => {
                 let a = raw.v4;
                 let ip = Ipv4Addr::from(a.sin_addr.s_addr.to_ne_bytes());
-                Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(a.sin_port))))
+                Some(SocketAddr::V4(SocketAddrV4::new(
+                    ip,
+                    u16::from_be(a.sin_port),
+                )))
             }
             libc::AF_INET6 => {
                 let a = raw.v6;
                 let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
-                let sa = SocketAddrV6::new(ip, u16::from_be(a.sin6_port), a.sin6_flowinfo, a.sin6_scope_id);
+                let sa = SocketAddrV6::new(
+                    ip,
+                    u16::from_be(a.sin6_port),
+                    a.sin6_flowinfo,
+                    a.sin6_scope_id,
+                );
                 Some(canonical_addr(SocketAddr::V6(sa)))
             }
             _ => None,
@@ -151,22 +187,31 @@ pub(super) fn decode_addr(raw: &RawAddr) -> Option<SocketAddr> {
     }
 }
 
-pub(super) fn encode_addr(addr: SocketAddr, dual_stack: bool) -> Option<(RawAddr, libc::socklen_t)> {
+pub(super) fn encode_addr(
+    addr: SocketAddr,
+    dual_stack: bool,
+) -> Option<(RawAddr, libc::socklen_t)> {
     let v6 = |ip: Ipv6Addr, port: u16, flow: u32, scope: u32| libc::sockaddr_in6 {
         sin6_family: libc::AF_INET6 as libc::sa_family_t,
         sin6_port: port.to_be(),
         sin6_flowinfo: flow,
-        sin6_addr: libc::in6_addr { s6_addr: ip.octets() },
+        sin6_addr: libc::in6_addr {
+            s6_addr: ip.octets(),
+        },
         sin6_scope_id: scope,
     };
     let addr = canonical_addr(addr);
     match (addr, dual_stack) {
         (SocketAddr::V4(a), true) => Some((
-            RawAddr { v6: v6(a.ip().to_ipv6_mapped(), a.port(), 0, 0) },
+            RawAddr {
+                v6: v6(a.ip().to_ipv6_mapped(), a.port(), 0, 0),
+            },
             mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
         )),
         (SocketAddr::V6(a), true) => Some((
-            RawAddr { v6: v6(*a.ip(), a.port(), a.flowinfo(), a.scope_id()) },
+            RawAddr {
+                v6: v6(*a.ip(), a.port(), a.flowinfo(), a.scope_id()),
+            },
             mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
         )),
         (SocketAddr::V4(a), false) => Some((
@@ -174,7 +219,9 @@ pub(super) fn encode_addr(addr: SocketAddr, dual_stack: bool) -> Option<(RawAddr
                 v4: libc::sockaddr_in {
                     sin_family: libc::AF_INET as libc::sa_family_t,
                     sin_port: a.port().to_be(),
-                    sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(a.ip().octets()),
+                    },
                     sin_zero: [0; 8],
                 },
             },
