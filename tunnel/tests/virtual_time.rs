@@ -214,3 +214,64 @@ fn handshake_retry_when_peer_is_silent() {
     // REKEY_TIMEOUT is 5 s (+ jitter): about 5 retries in 30 s.
     assert!((4..=7).contains(&n.inits[0]), "{} initiations", n.inits[0]);
 }
+
+#[test]
+fn a_hub_answers_eighty_gateways_in_one_second_without_cookies() {
+    // Each initiation counts once against the device-wide limit (100/s), so 80 gateways
+    // starting together all get a handshake response, none a cookie reply.
+    let hub_keys = side();
+    let mut hub = Core::new();
+    let gateways: Vec<(common::Side, Core)> = (0..80)
+        .map(|_| {
+            let k = side();
+            let mut c = Core::new();
+            c.apply(config(
+                &k,
+                0,
+                &hub_keys,
+                Some(local(1000)),
+                "10.8.0.0/24",
+                0,
+            ))
+            .unwrap();
+            (k, c)
+        })
+        .collect();
+    let mut update = edgewire_tunnel::uapi::DeviceUpdate {
+        private_key: Some(Some(hub_keys.key)),
+        listen_port: Some(1000),
+        ..Default::default()
+    };
+    for (i, (k, _)) in gateways.iter().enumerate() {
+        let mut p = edgewire_tunnel::uapi::PeerUpdate::new(k.public);
+        let net = format!("10.9.{}.{}/32", i / 200, i % 200 + 1)
+            .parse()
+            .unwrap();
+        p.allowed_ips = vec![edgewire_tunnel::uapi::AllowedIpChange::Add(net)];
+        update.peers.push(p);
+    }
+    hub.apply(update).unwrap();
+    let now = Instant::now();
+    let (mut responses, mut cookies) = (0, 0);
+    for (i, (_, gw)) in gateways.iter().enumerate() {
+        let mut out = batch();
+        gw.encapsulate(now, &ipv4([10, 8, 0, 2], [10, 8, 0, 1], b"hi"), &mut out);
+        assert_eq!(out.len(), 1, "one initiation");
+        let (mut tun, mut net) = (batch(), batch());
+        hub.decapsulate(
+            now,
+            local(2000 + i as u16),
+            out.packet(0),
+            &mut tun,
+            &mut net,
+        );
+        for (reply, _) in net.iter() {
+            match reply[0] {
+                2 => responses += 1,
+                3 => cookies += 1,
+                other => panic!("unexpected reply type {other}"),
+            }
+        }
+    }
+    assert_eq!((responses, cookies), (80, 0));
+}

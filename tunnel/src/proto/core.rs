@@ -440,12 +440,7 @@ impl Core {
                     if st.preshared_key != psk {
                         st.preshared_key = psk;
                         let private = self.keys.as_ref().map(|k| k.private);
-                        st.rebuild_tunn(
-                            private.as_ref(),
-                            &peer.public_key,
-                            peer.index,
-                            &self.limiter,
-                        );
+                        st.rebuild_tunn(private.as_ref(), &peer.public_key, peer.index);
                     }
                 }
                 if let Some(ep) = p.endpoint {
@@ -498,7 +493,7 @@ impl Core {
         }
         for peer in self.peers.values() {
             let mut st = peer.state.lock();
-            st.rebuild_tunn(key.as_ref(), &peer.public_key, peer.index, &self.limiter);
+            st.rebuild_tunn(key.as_ref(), &peer.public_key, peer.index);
         }
     }
 
@@ -516,7 +511,7 @@ impl Core {
         {
             let mut st = peer.state.lock();
             let private = self.keys.as_ref().map(|k| k.private);
-            st.rebuild_tunn(private.as_ref(), &public_key, index, &self.limiter);
+            st.rebuild_tunn(private.as_ref(), &public_key, index);
         }
         self.peers.insert(id, Arc::new(peer));
         self.by_key.insert(public_key, id);

@@ -5,10 +5,8 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use boringtun::noise::rate_limiter::RateLimiter;
 use boringtun::noise::Tunn;
 use parking_lot::Mutex;
 
@@ -76,7 +74,6 @@ impl PeerState {
         private: Option<&PrivateKey>,
         public_key: &PublicKey,
         index: u32,
-        limiter: &Arc<RateLimiter>,
     ) {
         self.tunn = private.map(|k| {
             Tunn::new(
@@ -87,7 +84,10 @@ impl PeerState {
                 // rebuilding the session.
                 None,
                 index,
-                Some(limiter.clone()),
+                // Each session gets boringtun's own per-peer limiter (10 handshakes/s, reset
+                // by its timers). The device-wide limiter in `Core` only guards the peer
+                // lookup of initiations, so no message is counted twice against one limit.
+                None,
             )
         });
     }

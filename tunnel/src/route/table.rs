@@ -1,8 +1,12 @@
 //! Longest-prefix match from IP address to a value (a peer id), IPv4 and IPv6.
 //!
 //! A binary trie per family, one node per prefix bit on the path: lookups walk at most 32 or
-//! 128 nodes without allocating. The table is rebuilt only on configuration changes.
+//! 128 nodes without allocating. Beside it, each value's list of prefixes, so listing or
+//! removing one peer's prefixes costs that peer's prefixes, not a walk of the whole table
+//! (a hub with 1,000 peers answers `wg show` and `wg syncconf` without quadratic work).
 
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 
 use super::IpNet;
@@ -81,21 +85,6 @@ impl<T: Clone + PartialEq> Trie<T> {
         }
         best
     }
-
-    fn walk(&self, width: u8, mut f: impl FnMut(u128, u8, &T)) {
-        let mut stack = vec![(0usize, 0u128, 0u8)];
-        while let Some((at, key, depth)) = stack.pop() {
-            if let Some(v) = &self.nodes[at].value {
-                f(key, depth, v);
-            }
-            for bit in [1usize, 0] {
-                if let Some(next) = self.nodes[at].children[bit] {
-                    let k = key | ((bit as u128) << (width - 1 - depth));
-                    stack.push((next as usize, k, depth + 1));
-                }
-            }
-        }
-    }
 }
 
 /// Allowed-IPs table: each prefix belongs to exactly one value; inserting a prefix that
@@ -104,45 +93,75 @@ impl<T: Clone + PartialEq> Trie<T> {
 pub struct AllowedIps<T> {
     v4: Trie<T>,
     v6: Trie<T>,
+    /// Each value's prefixes in insertion order (the trie is the authority on ownership).
+    owned: HashMap<T, Vec<IpNet>>,
 }
 
-impl<T: Clone + PartialEq> Default for AllowedIps<T> {
+impl<T: Clone + Eq + Hash> Default for AllowedIps<T> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<T: Clone + PartialEq> AllowedIps<T> {
+impl<T: Clone + Eq + Hash> AllowedIps<T> {
     pub fn new() -> Self {
         Self {
             v4: Trie::new(),
             v6: Trie::new(),
+            owned: HashMap::new(),
         }
     }
 
     /// Maps `net` (host bits ignored) to `value`; returns the previous owner.
     pub fn insert(&mut self, net: IpNet, value: T) -> Option<T> {
         let net = net.network();
-        match net.addr() {
-            IpAddr::V4(a) => self
-                .v4
-                .insert(u128::from(u32::from(a)), net.prefix(), 32, value),
-            IpAddr::V6(a) => self.v6.insert(u128::from(a), net.prefix(), 128, value),
+        let previous = match net.addr() {
+            IpAddr::V4(a) => {
+                self.v4
+                    .insert(u128::from(u32::from(a)), net.prefix(), 32, value.clone())
+            }
+            IpAddr::V6(a) => self
+                .v6
+                .insert(u128::from(a), net.prefix(), 128, value.clone()),
+        };
+        if previous.as_ref() != Some(&value) {
+            if let Some(old) = &previous {
+                self.forget(old, net);
+            }
+            self.owned.entry(value).or_default().push(net);
         }
+        previous
     }
 
     pub fn remove(&mut self, net: IpNet) -> Option<T> {
         let net = net.network();
+        let previous = self.remove_from_trie(net);
+        if let Some(old) = &previous {
+            self.forget(old, net);
+        }
+        previous
+    }
+
+    fn remove_from_trie(&mut self, net: IpNet) -> Option<T> {
         match net.addr() {
             IpAddr::V4(a) => self.v4.remove(u128::from(u32::from(a)), net.prefix(), 32),
             IpAddr::V6(a) => self.v6.remove(u128::from(a), net.prefix(), 128),
         }
     }
 
+    fn forget(&mut self, value: &T, net: IpNet) {
+        if let Some(list) = self.owned.get_mut(value) {
+            list.retain(|n| *n != net);
+            if list.is_empty() {
+                self.owned.remove(value);
+            }
+        }
+    }
+
     /// Removes every prefix that maps to `value`.
     pub fn remove_value(&mut self, value: &T) {
-        for net in self.prefixes_of(value) {
-            self.remove(net);
+        for net in self.owned.remove(value).unwrap_or_default() {
+            self.remove_from_trie(net);
         }
     }
 
@@ -163,22 +182,10 @@ impl<T: Clone + PartialEq> AllowedIps<T> {
         }
     }
 
-    /// Every prefix held by `value`, IPv4 first.
+    /// Every prefix held by `value`, IPv4 first, each family in the order it was added.
     pub fn prefixes_of(&self, value: &T) -> Vec<IpNet> {
-        let mut out = Vec::new();
-        self.v4.walk(32, |k, bits, v| {
-            if v == value {
-                let addr = std::net::Ipv4Addr::from(k as u32);
-                out.push(IpNet::new(addr.into(), bits).expect("depth <= 32"));
-            }
-        });
-        self.v6.walk(128, |k, bits, v| {
-            if v == value {
-                out.push(
-                    IpNet::new(std::net::Ipv6Addr::from(k).into(), bits).expect("depth <= 128"),
-                );
-            }
-        });
+        let mut out = self.owned.get(value).cloned().unwrap_or_default();
+        out.sort_by_key(|n| !n.is_ipv4());
         out
     }
 }
