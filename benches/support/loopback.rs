@@ -34,6 +34,13 @@ pub enum Transport {
 struct PlainUdp(UdpSocket);
 
 impl UdpIo for PlainUdp {
+    fn try_recv(&self, batch: &mut Batch) -> io::Result<usize> {
+        self.0.set_nonblocking(true)?;
+        let got = self.recv(batch);
+        self.0.set_nonblocking(false)?;
+        got
+    }
+
     fn recv(&self, batch: &mut Batch) -> io::Result<usize> {
         let Some(room) = batch.spare() else {
             return Ok(0);

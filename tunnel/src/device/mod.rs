@@ -1,20 +1,27 @@
-//! A running WireGuard device: the protocol [`Core`] driven by three threads.
+//! A running WireGuard device: the protocol [`Core`] driven by two workers and a timer.
 //!
-//! Pipelines (each a plain OS thread with blocking batch I/O; see `tx.rs`, `rx.rs`):
-//! 1. tx: TUN → read a batch → per packet: route lookup, encrypt into the UDP batch → send
-//!    the batch (GSO where the socket supports it).
+//! Stages (each behind its own lock; see `tx.rs`, `rx.rs`):
+//! 1. tx: TUN → read a batch (TSO super-packets split) → per packet: route lookup, encrypt
+//!    into the UDP batch → send the batch (GSO where the socket supports it).
 //! 2. rx: UDP → read a batch (GRO where supported) → per datagram: find the peer, decrypt into
-//!    the TUN batch, protocol replies into a UDP batch → write both batches.
+//!    the TUN batch, protocol replies into a UDP batch → write both batches (TCP/UDP
+//!    coalesced on the TUN where the kernel allows).
 //! 3. timers: every `TICK_INTERVAL`, session timers and keepalives → UDP batch → send.
 //!
-//! Locks: the core sits in one `RwLock`. The data threads hold it for reading for one batch;
-//! a UAPI `set` takes it for writing between batches. Per-peer session state has its own
-//! mutex inside the core, so tx and rx can encrypt and decrypt at the same time. Per-peer
-//! packet order is kept because each direction is one thread.
+//! Threads (`worker.rs`): two identical workers each run whichever stage is free and has
+//! work, and sleep in one `poll` on the TUN and the socket otherwise. Under load they settle
+//! into one stage each (both cores busy); when idle, one thread carries a packet in and its
+//! answer out without waking the other. The timer thread is separate.
+//!
+//! Locks: the core sits in one `RwLock`. A stage holds it for reading for one batch; a UAPI
+//! `set` takes it for writing between batches. Per-peer session state has its own mutex
+//! inside the core, so the two stages encrypt and decrypt at the same time. Per-peer packet
+//! order is kept because a stage runs on one thread at a time, batch after batch.
 
 mod rx;
 mod timers;
 mod tx;
+mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -50,6 +57,9 @@ pub struct Device {
     // The current socket; replaced on a port change, `udp_generation` tells the rx thread.
     udp: RwLock<Arc<dyn UdpIo>>,
     udp_generation: AtomicU64,
+    // The two pipeline stages; a worker runs a stage while holding its lock.
+    tx_stage: Mutex<tx::TxStage>,
+    rx_stage: Mutex<rx::RxStage>,
     // Lifecycle, guarded by `exit`.
     stop: AtomicBool,
     exit: Mutex<Option<DeviceExit>>,
@@ -72,6 +82,8 @@ impl Device {
             core: RwLock::new(core),
             tun,
             binder,
+            tx_stage: Mutex::new(tx::TxStage::new()),
+            rx_stage: Mutex::new(rx::RxStage::new(udp.clone())),
             udp: RwLock::new(udp),
             udp_generation: AtomicU64::new(0),
             stop: AtomicBool::new(false),
@@ -86,8 +98,8 @@ impl Device {
                 .spawn(move || f(d))
         };
         let handles = vec![
-            spawn("ew-tx", tx::run)?,
-            spawn("ew-rx", rx::run)?,
+            spawn("ew-worker-0", |d| worker::run(d, 0))?,
+            spawn("ew-worker-1", |d| worker::run(d, 1))?,
             spawn("ew-timers", timers::run)?,
         ];
         *device.threads.lock() = handles;

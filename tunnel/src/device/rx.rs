@@ -1,7 +1,7 @@
-//! The rx pipeline: UDP batch → identify peer, decrypt → TUN batch (+ replies to UDP).
+//! The rx stage: UDP batch → identify peer, decrypt → TUN batch (+ replies to UDP).
 //!
-//! One thread. Holds the core's read lock for one batch. Follows socket replacement
-//! (`listen_port` changes) between batches.
+//! Whichever worker holds the stage's lock runs it, one batch at a time. Follows socket
+//! replacement (`listen_port` changes) between batches.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,51 +10,73 @@ use std::time::Instant;
 use super::tx::send_batch;
 use super::{Device, DeviceExit, BATCH_BYTES, BATCH_PACKETS};
 use crate::io::udp_linux::{RECV_BATCH_BYTES, RECV_BATCH_ENTRIES};
-use crate::io::Batch;
+use crate::io::{Batch, UdpIo};
 use crate::proto::RxOutcome;
 
-pub(super) fn run(device: Arc<Device>) {
-    // Sized for GRO: up to 16 coalesced super-datagrams split in place.
-    let mut from_net = Batch::new(RECV_BATCH_ENTRIES, RECV_BATCH_BYTES);
-    let mut to_tun = Batch::new(BATCH_PACKETS, BATCH_BYTES);
-    let mut to_net = Batch::new(BATCH_PACKETS / 4, BATCH_BYTES / 4);
-    let mut generation = device.udp_generation.load(Ordering::SeqCst);
-    let mut socket = device.socket();
-    while !device.stopping() {
-        let current = device.udp_generation.load(Ordering::SeqCst);
-        if current != generation {
-            generation = current;
-            socket = device.socket();
+pub(super) struct RxStage {
+    from_net: Batch,
+    to_tun: Batch,
+    to_net: Batch,
+    generation: u64,
+    socket: Arc<dyn UdpIo>,
+}
+
+impl RxStage {
+    /// For the device's first socket (generation 0).
+    pub fn new(socket: Arc<dyn UdpIo>) -> Self {
+        Self {
+            // Sized for GRO: up to 16 coalesced super-datagrams split in place.
+            from_net: Batch::new(RECV_BATCH_ENTRIES, RECV_BATCH_BYTES),
+            to_tun: Batch::new(BATCH_PACKETS, BATCH_BYTES),
+            to_net: Batch::new(BATCH_PACKETS / 4, BATCH_BYTES / 4),
+            generation: 0,
+            socket,
         }
-        from_net.clear();
-        match socket.recv(&mut from_net) {
-            Ok(0) => continue,
+    }
+
+    /// The socket to poll: the current one after a `listen_port` change.
+    pub fn socket(&mut self, device: &Device) -> &Arc<dyn UdpIo> {
+        let current = device.udp_generation.load(Ordering::SeqCst);
+        if current != self.generation {
+            self.generation = current;
+            self.socket = device.socket();
+        }
+        &self.socket
+    }
+
+    /// Decrypts and delivers what the socket has queued, without waiting; `true` if there
+    /// was any.
+    pub fn run(&mut self, device: &Device) -> bool {
+        let socket = self.socket(device).clone();
+        self.from_net.clear();
+        match socket.try_recv(&mut self.from_net) {
+            Ok(0) => return false,
             Ok(_) => {}
             Err(e) => {
-                if device.stopping() {
-                    break;
-                }
                 // ICMP errors surface as ECONNREFUSED & co. on some kernels: not fatal.
                 tracing::debug!("UDP receive failed: {e}");
-                continue;
+                return false;
             }
         }
         let now = Instant::now();
         let core = device.core.read();
-        to_tun.clear();
-        to_net.clear();
-        for (datagram, src) in from_net.iter() {
-            if core.decapsulate(now, src, datagram, &mut to_tun, &mut to_net) == RxOutcome::Full {
-                flush(&device, &*socket, &mut to_tun, &mut to_net);
-                let _ = core.decapsulate(now, src, datagram, &mut to_tun, &mut to_net);
+        self.to_tun.clear();
+        self.to_net.clear();
+        for (datagram, src) in self.from_net.iter() {
+            if core.decapsulate(now, src, datagram, &mut self.to_tun, &mut self.to_net)
+                == RxOutcome::Full
+            {
+                flush(device, &*socket, &mut self.to_tun, &mut self.to_net);
+                let _ = core.decapsulate(now, src, datagram, &mut self.to_tun, &mut self.to_net);
             }
         }
         drop(core);
-        flush(&device, &*socket, &mut to_tun, &mut to_net);
+        flush(device, &*socket, &mut self.to_tun, &mut self.to_net);
+        true
     }
 }
 
-fn flush(device: &Device, socket: &dyn crate::io::UdpIo, to_tun: &mut Batch, to_net: &mut Batch) {
+fn flush(device: &Device, socket: &dyn UdpIo, to_tun: &mut Batch, to_net: &mut Batch) {
     if !to_tun.is_empty() {
         if let Err(e) = device.tun.send(to_tun) {
             if !device.tun.is_alive() {

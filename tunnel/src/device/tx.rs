@@ -1,56 +1,62 @@
-//! The tx pipeline: TUN batch → route + encrypt → UDP batch.
+//! The tx stage: TUN batch → route + encrypt → UDP batch.
 //!
-//! One thread. Holds the core's read lock for one batch; sends the UDP batch whenever it
-//! fills and once at the end, never waiting for a batch to fill (latency first).
+//! Whichever worker holds the stage's lock runs it, one batch at a time, so packets leave
+//! in the order they were read (per-peer order needs nothing more). The UDP batch is sent
+//! whenever it fills and once at the end: a batch never waits to be filled.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Device, DeviceExit, BATCH_BYTES, BATCH_PACKETS};
-use crate::io::Batch;
+use crate::io::{Batch, UdpIo};
 use crate::proto::TxOutcome;
 
-pub(super) fn run(device: Arc<Device>) {
-    let mut from_tun = Batch::new(BATCH_PACKETS, BATCH_BYTES);
-    let mut to_net = Batch::new(BATCH_PACKETS, BATCH_BYTES);
-    while !device.stopping() {
-        from_tun.clear();
-        match device.tun.recv(&mut from_tun) {
-            Ok(0) => {
-                if !device.tun.is_alive() {
-                    device.finish(DeviceExit::TunGone);
-                }
-                continue;
-            }
+pub(super) struct TxStage {
+    from_tun: Batch,
+    to_net: Batch,
+}
+
+impl TxStage {
+    pub fn new() -> Self {
+        Self {
+            from_tun: Batch::new(BATCH_PACKETS, BATCH_BYTES),
+            to_net: Batch::new(BATCH_PACKETS, BATCH_BYTES),
+        }
+    }
+
+    /// Encrypts and sends what the TUN has queued, without waiting; `true` if there was any.
+    pub fn run(&mut self, device: &Device) -> bool {
+        self.from_tun.clear();
+        match device.tun.try_recv(&mut self.from_tun) {
+            Ok(0) => return false,
             Ok(_) => {}
             Err(e) => {
-                if device.stopping() {
-                    break;
+                if !device.stopping() {
+                    tracing::warn!("TUN read failed, stopping: {e}");
+                    device.finish(DeviceExit::TunGone);
                 }
-                tracing::warn!("TUN read failed, stopping: {e}");
-                device.finish(DeviceExit::TunGone);
-                break;
+                return false;
             }
         }
         let now = Instant::now();
         let socket = device.socket();
         let core = device.core.read();
-        to_net.clear();
-        for i in 0..from_tun.len() {
-            let packet = from_tun.packet(i);
-            if core.encapsulate(now, packet, &mut to_net) == TxOutcome::Full {
-                send_batch(&*socket, &to_net);
-                to_net.clear();
+        self.to_net.clear();
+        for i in 0..self.from_tun.len() {
+            let packet = self.from_tun.packet(i);
+            if core.encapsulate(now, packet, &mut self.to_net) == TxOutcome::Full {
+                send_batch(&*socket, &self.to_net);
+                self.to_net.clear();
                 // An empty batch that is still "full" means the packet can never fit.
-                let _ = core.encapsulate(now, packet, &mut to_net);
+                let _ = core.encapsulate(now, packet, &mut self.to_net);
             }
         }
         drop(core);
-        send_batch(&*socket, &to_net);
+        send_batch(&*socket, &self.to_net);
+        true
     }
 }
 
-pub(super) fn send_batch(socket: &dyn crate::io::UdpIo, batch: &Batch) {
+pub(super) fn send_batch(socket: &dyn UdpIo, batch: &Batch) {
     if batch.is_empty() {
         return;
     }

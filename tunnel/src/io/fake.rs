@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,11 +80,26 @@ impl Drop for FakeUdp {
     }
 }
 
-fn recv_into(rx: &Receiver<Datagram>, batch: &mut Batch) -> io::Result<usize> {
-    let first = match rx.recv_timeout(POLL_INTERVAL) {
-        Ok(d) => d,
-        Err(RecvTimeoutError::Timeout) => return Ok(0),
-        Err(RecvTimeoutError::Disconnected) => return Err(io::ErrorKind::BrokenPipe.into()),
+/// The first item, waiting up to [`POLL_INTERVAL`] if `wait`.
+fn first<T>(rx: &Receiver<T>, wait: bool) -> io::Result<Option<T>> {
+    let got = if wait {
+        rx.recv_timeout(POLL_INTERVAL)
+    } else {
+        rx.try_recv().map_err(|e| match e {
+            TryRecvError::Empty => RecvTimeoutError::Timeout,
+            TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+        })
+    };
+    match got {
+        Ok(d) => Ok(Some(d)),
+        Err(RecvTimeoutError::Timeout) => Ok(None),
+        Err(RecvTimeoutError::Disconnected) => Err(io::ErrorKind::BrokenPipe.into()),
+    }
+}
+
+fn recv_into(rx: &Receiver<Datagram>, batch: &mut Batch, wait: bool) -> io::Result<usize> {
+    let Some(first) = first(rx, wait)? else {
+        return Ok(0);
     };
     let mut n = usize::from(batch.push(&first.0, first.1));
     while !batch.is_full(2048) {
@@ -98,7 +113,11 @@ fn recv_into(rx: &Receiver<Datagram>, batch: &mut Batch) -> io::Result<usize> {
 
 impl UdpIo for FakeUdp {
     fn recv(&self, batch: &mut Batch) -> io::Result<usize> {
-        recv_into(&self.rx.lock(), batch)
+        recv_into(&self.rx.lock(), batch, true)
+    }
+
+    fn try_recv(&self, batch: &mut Batch) -> io::Result<usize> {
+        recv_into(&self.rx.lock(), batch, false)
     }
 
     fn send(&self, batch: &Batch) -> io::Result<()> {
@@ -169,13 +188,11 @@ impl FakeTunHandle {
     }
 }
 
-impl TunIo for FakeTun {
-    fn recv(&self, batch: &mut Batch) -> io::Result<usize> {
+impl FakeTun {
+    fn read(&self, batch: &mut Batch, wait: bool) -> io::Result<usize> {
         let rx = self.from_kernel.lock();
-        let first = match rx.recv_timeout(POLL_INTERVAL) {
-            Ok(p) => p,
-            Err(RecvTimeoutError::Timeout) => return Ok(0),
-            Err(RecvTimeoutError::Disconnected) => return Err(io::ErrorKind::BrokenPipe.into()),
+        let Some(first) = first(&rx, wait)? else {
+            return Ok(0);
         };
         let mut n = usize::from(batch.push(&first, super::batch::NO_ADDR));
         while !batch.is_full(2048) {
@@ -185,6 +202,16 @@ impl TunIo for FakeTun {
             }
         }
         Ok(n)
+    }
+}
+
+impl TunIo for FakeTun {
+    fn recv(&self, batch: &mut Batch) -> io::Result<usize> {
+        self.read(batch, true)
+    }
+
+    fn try_recv(&self, batch: &mut Batch) -> io::Result<usize> {
+        self.read(batch, false)
     }
 
     fn send(&self, batch: &Batch) -> io::Result<()> {

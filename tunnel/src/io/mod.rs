@@ -9,6 +9,7 @@ mod batch;
 pub mod fake;
 pub mod offload;
 pub mod offload_gro;
+mod poll;
 #[cfg(target_os = "linux")]
 pub mod tun_linux;
 #[cfg(target_os = "linux")]
@@ -16,6 +17,7 @@ pub mod udp_linux;
 
 pub use batch::{Batch, Entry, NO_ADDR};
 pub use offload::Offload;
+pub use poll::poll_readable;
 #[cfg(target_os = "linux")]
 pub use tun_linux::{LinuxTun, TunError};
 #[cfg(target_os = "linux")]
@@ -23,6 +25,7 @@ pub use udp_linux::{LinuxUdp, LinuxUdpBinder};
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +37,13 @@ pub trait TunIo: Send + Sync {
     /// Appends received IP packets to `batch` (which the caller has cleared); returns how
     /// many. `Ok(0)` after [`POLL_INTERVAL`] without traffic.
     fn recv(&self, batch: &mut Batch) -> io::Result<usize>;
+    /// Like [`TunIo::recv`] but never waits: `Ok(0)` when nothing is queued.
+    fn try_recv(&self, batch: &mut Batch) -> io::Result<usize>;
+    /// A descriptor that polls readable when [`TunIo::try_recv`] has something; `None` for
+    /// fakes, which the device then checks every millisecond.
+    fn poll_fd(&self) -> Option<RawFd> {
+        None
+    }
     /// Writes every packet of `batch` to the tunnel.
     fn send(&self, batch: &Batch) -> io::Result<()>;
     /// The tunnel MTU as currently configured.
@@ -48,6 +58,12 @@ pub trait TunIo: Send + Sync {
 pub trait UdpIo: Send + Sync {
     /// Appends received datagrams (with their source address) to `batch`.
     fn recv(&self, batch: &mut Batch) -> io::Result<usize>;
+    /// Like [`UdpIo::recv`] but never waits: `Ok(0)` when nothing is queued.
+    fn try_recv(&self, batch: &mut Batch) -> io::Result<usize>;
+    /// See [`TunIo::poll_fd`].
+    fn poll_fd(&self) -> Option<RawFd> {
+        None
+    }
     /// Sends every datagram of `batch` to the address stored with it.
     fn send(&self, batch: &Batch) -> io::Result<()>;
     /// The bound port (useful when bound to port 0).

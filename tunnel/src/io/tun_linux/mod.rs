@@ -379,8 +379,10 @@ impl LinuxTun {
     }
 }
 
-impl TunIo for LinuxTun {
-    fn recv(&self, batch: &mut Batch) -> io::Result<usize> {
+impl LinuxTun {
+    /// Reads until the fd is drained or the batch is full; with `wait`, polls once for up
+    /// to [`POLL_INTERVAL`] when nothing is ready.
+    fn read_batch(&self, batch: &mut Batch, wait: bool) -> io::Result<usize> {
         let mut guard = self.rx.lock();
         let rx = &mut *guard;
         let mut n = 0;
@@ -412,7 +414,7 @@ impl TunIo for LinuxTun {
             match e.kind() {
                 io::ErrorKind::Interrupted => continue,
                 io::ErrorKind::WouldBlock => {
-                    if n > 0 || waited || !self.wait_readable(POLL_INTERVAL)? {
+                    if n > 0 || waited || !wait || !self.wait_readable(POLL_INTERVAL)? {
                         break;
                     }
                     waited = true;
@@ -422,6 +424,20 @@ impl TunIo for LinuxTun {
             }
         }
         Ok(n)
+    }
+}
+
+impl TunIo for LinuxTun {
+    fn recv(&self, batch: &mut Batch) -> io::Result<usize> {
+        self.read_batch(batch, true)
+    }
+
+    fn try_recv(&self, batch: &mut Batch) -> io::Result<usize> {
+        self.read_batch(batch, false)
+    }
+
+    fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
+        Some(self.fd.as_raw_fd())
     }
 
     fn send(&self, batch: &Batch) -> io::Result<()> {

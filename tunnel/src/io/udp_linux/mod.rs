@@ -427,7 +427,7 @@ impl LinuxUdp {
     }
 
     /// One `recvmmsg` into the `n` slots prepared in `bufs`; `Ok(0)` on timeout.
-    fn recvmmsg(&self, bufs: &mut MsgBufs, n: usize) -> io::Result<usize> {
+    fn recvmmsg(&self, bufs: &mut MsgBufs, n: usize, flags: libc::c_int) -> io::Result<usize> {
         loop {
             // SAFETY: hdrs[..n] were just pointed at our names/cmsgs (locked) and at
             // disjoint receive buffers that stay alive and unaliased for the call.
@@ -436,7 +436,7 @@ impl LinuxUdp {
                     self.sock.as_raw_fd(),
                     bufs.hdrs.as_mut_ptr(),
                     n as libc::c_uint,
-                    libc::MSG_WAITFORONE,
+                    flags,
                     std::ptr::null_mut(),
                 )
             };
@@ -498,13 +498,13 @@ impl LinuxUdp {
     }
 }
 
-impl UdpIo for LinuxUdp {
+impl LinuxUdp {
     /// Receive slots are carved from the batch's free arena (its head/tail room is
     /// ignored: datagrams and GRO segments land back to back in their slot); clear the
     /// batch between calls. An empty batch with too little room for one slot is served
     /// through an internal 64 KiB buffer and copied, over several calls if needed: nothing
     /// is lost. A partly filled batch without room for a slot returns `Ok(0)` at once.
-    fn recv(&self, batch: &mut Batch) -> io::Result<usize> {
+    fn recv_batch(&self, batch: &mut Batch, flags: libc::c_int) -> io::Result<usize> {
         let max_entries = batch.max_entries();
         let mut guard = self.rx.lock();
         let rx = &mut *guard;
@@ -538,7 +538,7 @@ impl UdpIo for LinuxUdp {
             // Too small for even one slot: receive one message into the scratch buffer.
             bufs.reserve(1, 1);
             Self::set_rx_slot(bufs, 0, &mut rx.scratch);
-            if self.recvmmsg(bufs, 1)? == 0 {
+            if self.recvmmsg(bufs, 1, flags)? == 0 {
                 return Ok(0);
             }
             if let Some((len, stride, addr)) = self.rx_message(bufs, 0, rx.scratch.len()) {
@@ -563,7 +563,7 @@ impl UdpIo for LinuxUdp {
         {
             Self::set_rx_slot(bufs, s, buf);
         }
-        let got = self.recvmmsg(bufs, nslots)?;
+        let got = self.recvmmsg(bufs, nslots, flags)?;
         let before = entries.len();
         let mut end = base;
         for s in 0..got {
@@ -590,6 +590,20 @@ impl UdpIo for LinuxUdp {
             .datagrams_in
             .fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
+    }
+}
+
+impl UdpIo for LinuxUdp {
+    fn recv(&self, batch: &mut Batch) -> io::Result<usize> {
+        self.recv_batch(batch, libc::MSG_WAITFORONE)
+    }
+
+    fn try_recv(&self, batch: &mut Batch) -> io::Result<usize> {
+        self.recv_batch(batch, libc::MSG_WAITFORONE | libc::MSG_DONTWAIT)
+    }
+
+    fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
+        Some(self.sock.as_raw_fd())
     }
 
     fn send(&self, batch: &Batch) -> io::Result<()> {
