@@ -10,6 +10,8 @@ pub mod model;
 pub mod protocol;
 pub mod server;
 mod set;
+#[cfg(test)]
+mod vectors;
 
 pub use memory::{apply_update, MemoryDevice};
 pub use model::{

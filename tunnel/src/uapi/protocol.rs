@@ -204,35 +204,14 @@ fn reply_and_close<W: Write>(writer: &mut W, code: i32) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use std::io::ErrorKind;
-    use std::net::SocketAddr;
     use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
-    use crate::key::{PresharedKey, PrivateKey, PublicKey};
-    use crate::route::IpNet;
+    use crate::key::{PresharedKey, PrivateKey};
     use crate::uapi::memory::MemoryDevice;
     use crate::uapi::model::PeerSnapshot;
 
-    const SK: &str = "1111111111111111111111111111111111111111111111111111111111111111";
-    const PK_A: &str = "2222222222222222222222222222222222222222222222222222222222222222";
-    const PK_B: &str = "33333333333333333333333333333333333333333333333333333333333333AA";
-    const PSK: &str = "4444444444444444444444444444444444444444444444444444444444444444";
-    const ZERO: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-    fn pk_a() -> PublicKey {
-        PublicKey([0x22; 32])
-    }
-    fn pk_b() -> PublicKey {
-        let mut k = [0x33; 32];
-        k[31] = 0xaa;
-        PublicKey(k)
-    }
-    fn net(s: &str) -> IpNet {
-        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
-    }
-    fn addr(s: &str) -> SocketAddr {
-        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
-    }
+    use crate::uapi::vectors::*;
 
     /// Run a whole connection over in-memory bytes.
     fn converse(input: &[u8], device: &MemoryDevice) -> String {

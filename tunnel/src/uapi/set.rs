@@ -414,26 +414,7 @@ mod tests {
 
     use super::*;
 
-    const SK: &str = "1111111111111111111111111111111111111111111111111111111111111111";
-    const PK_A: &str = "2222222222222222222222222222222222222222222222222222222222222222";
-    const PK_B: &str = "33333333333333333333333333333333333333333333333333333333333333AA";
-    const PSK: &str = "4444444444444444444444444444444444444444444444444444444444444444";
-    const ZERO: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-    fn pk_a() -> PublicKey {
-        PublicKey([0x22; 32])
-    }
-    fn pk_b() -> PublicKey {
-        let mut k = [0x33; 32];
-        k[31] = 0xaa;
-        PublicKey(k)
-    }
-    fn net(s: &str) -> IpNet {
-        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
-    }
-    fn addr(s: &str) -> SocketAddr {
-        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
-    }
+    use crate::uapi::vectors::*;
     fn parse(body: &str) -> Result<DeviceUpdate, SetError> {
         let mut reader = body.as_bytes();
         read_set(&mut reader)
