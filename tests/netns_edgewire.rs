@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::traffic::{ping_all, transfer, wait_ping};
-use common::tunnel::{Impl, Offload, Pair, Shapes, Tunnel, GW_IP, HUB_IP};
+use common::tunnel::{guide_up, Offload, Pair, Shapes, GW_IP, HUB_IP};
 use common::wg;
 use nix::sys::signal::Signal;
 
@@ -33,15 +33,8 @@ fn guide_shapes_up(offload: Offload) {
     }
     let pair = Pair::new("eup");
     let s = Shapes::guide(&pair);
-    let (hub_if, gw_if) = (wg::iface_name("uh"), wg::iface_name("ug"));
-    let mut hub = Tunnel::start(
-        &pair.a,
-        &pair.dir,
-        Impl::EdgewireUp(offload),
-        &hub_if,
-        &s.hub,
-    );
-    let mut gw = Tunnel::start(&pair.b, &pair.dir, Impl::EdgewireUp(offload), &gw_if, &s.gw);
+    let (mut hub, mut gw) = guide_up(&pair, &s, "u", offload);
+    let (hub_if, gw_if) = (hub.iface.clone(), gw.iface.clone());
 
     // What `edgewire up` must have done, as wg-quick would: MTU 1500 - 80, the address,
     // the route for AllowedIPs.

@@ -8,8 +8,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use common::traffic::{ping_all, wait_ping};
-use common::tunnel::{Impl, Offload, Pair, Shapes, Tunnel, HUB_IP, PORT};
-use common::wg;
+use common::tunnel::{guide_up, Offload, Pair, Shapes, HUB_IP, PORT};
 use nix::sys::signal::Signal;
 
 /// Deterministic junk: every length 0..=300, with the type byte cycling through the real
@@ -46,15 +45,7 @@ fn garbage(offload: Offload) {
     }
     let pair = Pair::new("gbg");
     let s = Shapes::guide(&pair);
-    let (hub_if, gw_if) = (wg::iface_name("gh"), wg::iface_name("gg"));
-    let mut hub = Tunnel::start(
-        &pair.a,
-        &pair.dir,
-        Impl::EdgewireUp(offload),
-        &hub_if,
-        &s.hub,
-    );
-    let mut gw = Tunnel::start(&pair.b, &pair.dir, Impl::EdgewireUp(offload), &gw_if, &s.gw);
+    let (mut hub, mut gw) = guide_up(&pair, &s, "g", offload);
     hub.wait_handshake(&s.gw_keys.public, Duration::from_secs(10));
     wait_ping(&pair.b, HUB_IP, Duration::from_secs(5));
 

@@ -137,6 +137,29 @@ impl Shapes {
     }
 }
 
+/// The guide's hub (in `pair.a`) and gateway (in `pair.b`) both run by `edgewire up`, with
+/// interface names drawn from `tag`.
+pub fn guide_up<'a>(
+    pair: &'a Pair,
+    s: &Shapes,
+    tag: &str,
+    offload: Offload,
+) -> (Tunnel<'a>, Tunnel<'a>) {
+    let (hub_if, gw_if) = (
+        wg::iface_name(&format!("{tag}h")),
+        wg::iface_name(&format!("{tag}g")),
+    );
+    let hub = Tunnel::start(
+        &pair.a,
+        &pair.dir,
+        Impl::EdgewireUp(offload),
+        &hub_if,
+        &s.hub,
+    );
+    let gw = Tunnel::start(&pair.b, &pair.dir, Impl::EdgewireUp(offload), &gw_if, &s.gw);
+    (hub, gw)
+}
+
 /// One running interface in a namespace.
 pub struct Tunnel<'a> {
     pub ns: &'a Netns,
