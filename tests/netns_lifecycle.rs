@@ -10,6 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::cmd::Output;
 use common::netns::Netns;
 use common::traffic::{ping_all, wait_ping};
 use common::tunnel::{Impl, Offload, Pair, Shapes, Tunnel, GW_IP, HUB_IP};
@@ -61,6 +62,18 @@ fn daemon_log(log: &Path) -> String {
     }
 }
 
+/// A command's line, status and output, then the daemon's log: for failure messages.
+fn describe(out: &Output, log: &Path) -> String {
+    format!(
+        "`{}` ({}):\n{}{}{}",
+        out.argv,
+        out.status,
+        out.stdout,
+        out.stderr,
+        daemon_log(log)
+    )
+}
+
 /// The namespace holds no process any more (the daemonised edgewire-go has exited).
 fn wait_no_process(ns: &Netns, what: &str, log: &Path) {
     if common::wait::poll(Duration::from_secs(10), || {
@@ -96,14 +109,7 @@ fn wg_quick_up_down(offload: Offload) {
 
     for (ns, conf, iface, log) in sides {
         let out = wg_quick(ns, "up", conf, &implementation, offload, log);
-        let shown = format!(
-            "`{}` ({}):\n{}{}{}",
-            out.argv,
-            out.status,
-            out.stdout,
-            out.stderr,
-            daemon_log(log)
-        );
+        let shown = describe(&out, log);
         assert!(out.success(), "{test}: failed {shown}");
         assert!(
             out.stderr.contains("edgewire-go"),
@@ -141,14 +147,7 @@ fn wg_quick_up_down(offload: Offload) {
 
     for (ns, conf, iface, log) in sides {
         let out = wg_quick(ns, "down", conf, &implementation, offload, log);
-        let shown = format!(
-            "`{}` ({}):\n{}{}{}",
-            out.argv,
-            out.status,
-            out.stdout,
-            out.stderr,
-            daemon_log(log)
-        );
+        let shown = describe(&out, log);
         assert!(out.success(), "{test}: failed {shown}");
         assert!(!ns.link_exists(iface), "{iface} still exists after {shown}");
         wait_no_process(
@@ -256,14 +255,7 @@ fn tun_without_foreground_daemonises_like_wireguard_go() {
         .timeout(Duration::from_secs(15))
         .run();
     let _cleanup = RemoveOnDrop(socket.clone());
-    let shown = format!(
-        "`{}` ({}):\n{}{}{}",
-        out.argv,
-        out.status,
-        out.stdout,
-        out.stderr,
-        daemon_log(&log)
-    );
+    let shown = describe(&out, &log);
     assert!(out.success(), "failed {shown}");
     assert!(socket.exists(), "no socket when it returned: {shown}");
     assert!(ns.link_exists(&iface), "no TUN when it returned: {shown}");
