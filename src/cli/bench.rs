@@ -54,6 +54,11 @@ pub struct BenchArgs {
     /// Echo requests in the RTT test (one every 0.05 s).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub pings: u32,
+    /// Repeat the whole run this many times, implementations interleaved (A B C A B C …),
+    /// and report each figure's median (ping max: the highest seen). On a shared virtual
+    /// machine one run can be off by a third; interleaved rounds keep the comparison fair.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub rounds: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -141,28 +146,43 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         veth.a_ip,
         veth.b_ip
     ));
-    let mut all = Vec::new();
-    for (i, imp) in impls.iter().enumerate() {
-        let tag = format!("[{}/{}] {}", i + 1, impls.len(), imp.label());
-        let mut r = Results {
-            label: unique_label(&all, imp.label()),
+    let mut labels: Vec<Results> = Vec::new();
+    for imp in &impls {
+        let label = unique_label(&labels, imp.label());
+        labels.push(Results {
+            label,
             ..Results::default()
-        };
-        if let Err(e) = measure(
-            &session,
-            &args,
-            generator,
-            imp,
-            (&hub_ns, &gw_ns, &veth),
-            &tag,
-            &mut r,
-        ) {
-            progress(&format!("{tag}: ✗ {e:#}"));
-            r.error = Some(format!("{e:#}"));
+        });
+    }
+    // rounds[i] = implementation i's results, one per round.
+    let mut rounds: Vec<Vec<Results>> = impls.iter().map(|_| Vec::new()).collect();
+    for round in 1..=args.rounds {
+        for (i, imp) in impls.iter().enumerate() {
+            let mut tag = format!("[{}/{}] {}", i + 1, impls.len(), imp.label());
+            if args.rounds > 1 {
+                tag = format!("[round {round}/{}] {tag}", args.rounds);
+            }
+            let mut r = Results {
+                label: labels[i].label.clone(),
+                ..Results::default()
+            };
+            if let Err(e) = measure(
+                &session,
+                &args,
+                generator,
+                imp,
+                (&hub_ns, &gw_ns, &veth),
+                &tag,
+                &mut r,
+            ) {
+                progress(&format!("{tag}: ✗ {e:#}"));
+                r.error = Some(format!("{e:#}"));
+            }
+            rounds[i].push(r);
         }
-        all.push(r);
     }
     drop(session);
+    let all: Vec<Results> = rounds.into_iter().map(merge_rounds).collect();
 
     let failures: usize = all.iter().map(Results::failures).sum();
     if args.json {
@@ -269,6 +289,62 @@ fn run_tests(
         }
     }
     Ok(())
+}
+
+/// One implementation's rounds as one result: each figure's median, the highest ping max,
+/// and any failure (a tunnel or test that failed in one round counts as failed).
+fn merge_rounds(mut rounds: Vec<Results>) -> Results {
+    if rounds.len() <= 1 {
+        return rounds.pop().unwrap_or_default();
+    }
+    let first = &rounds[0];
+    Results {
+        label: first.label.clone(),
+        command: first.command.clone(),
+        error: rounds.iter().find_map(|r| r.error.clone()),
+        first_reply_s: rounds
+            .iter()
+            .filter_map(|r| r.first_reply_s)
+            .reduce(f64::max),
+        tcp1: median_measure(rounds.iter().map(|r| &r.tcp1), |v| *v),
+        tcpn: median_measure(rounds.iter().map(|r| &r.tcpn), |v| *v),
+        reverse: median_measure(rounds.iter().map(|r| &r.reverse), |v| *v),
+        udp: median_measure(rounds.iter().map(|r| &r.udp), |u| u.received_pps),
+        rtt: median_measure(rounds.iter().map(|r| &r.rtt), |p| p.avg_ms).map(|m| {
+            m.map(|mut p| {
+                let oks = rounds
+                    .iter()
+                    .filter_map(|r| r.rtt.as_ref().and_then(|m| m.as_ref().ok()));
+                p.max_ms = oks.clone().map(|q| q.max_ms).fold(p.max_ms, f64::max);
+                p.min_ms = oks.clone().map(|q| q.min_ms).fold(p.min_ms, f64::min);
+                p.transmitted = oks.clone().map(|q| q.transmitted).sum();
+                p.received = oks.map(|q| q.received).sum();
+                p
+            })
+        }),
+    }
+}
+
+/// The first failure among `ms`, else the element with the median `key` (for an even count
+/// the lower of the middle two: a real measurement, not an average of two); `None` if no
+/// round ran the test.
+fn median_measure<'a, T: Clone + 'a>(
+    ms: impl Iterator<Item = &'a Measure<T>>,
+    key: impl Fn(&T) -> f64,
+) -> Measure<T> {
+    let mut oks = Vec::new();
+    for m in ms {
+        match m {
+            Some(Err(e)) => return Some(Err(e.clone())),
+            Some(Ok(v)) => oks.push(v.clone()),
+            None => {}
+        }
+    }
+    if oks.is_empty() {
+        return None;
+    }
+    oks.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    Some(Ok(oks.swap_remove((oks.len() - 1) / 2)))
 }
 
 /// Runs one test with a progress line before and after.
@@ -407,8 +483,13 @@ fn table(args: &BenchArgs, generator: Generator, all: &[Results]) -> String {
                 + 2
         })
         .collect();
+    let rounds = if args.rounds > 1 {
+        format!(", median of {} interleaved rounds", args.rounds)
+    } else {
+        String::new()
+    };
     let mut out = format!(
-        "\nedgewire bench: {} s per throughput test, {}, tunnel MTU {MTU}, Linux {kernel}, {cpus} CPU(s)\n\n",
+        "\nedgewire bench: {} s per throughput test, {}, tunnel MTU {MTU}, Linux {kernel}, {cpus} CPU(s){rounds}\n\n",
         args.duration,
         generator.name()
     );
@@ -534,6 +615,7 @@ fn to_json(args: &BenchArgs, generator: Generator, all: &[Results]) -> Value {
         .collect();
     json!({
         "duration_s": args.duration,
+        "rounds": args.rounds,
         "streams": args.streams,
         "udp_payload_bytes": SMALL_UDP,
         "mtu": MTU,
@@ -558,6 +640,7 @@ mod tests {
             generator: Generator::Builtin,
             streams: 4,
             pings: 5,
+            rounds: 1,
         }
     }
 
@@ -617,6 +700,50 @@ mod tests {
         assert_eq!(r["ok"], json!(false));
         assert_eq!(v["results"][1]["errors"]["tunnel"], json!("no reply"));
         assert_eq!(v["mtu"], json!(1420));
+    }
+
+    #[test]
+    fn rounds_merge_to_medians_and_keep_failures() {
+        let round = |tcp1: f64, pps: f64, avg: f64, max: f64| Results {
+            label: "edgewire".into(),
+            first_reply_s: Some(avg),
+            tcp1: Some(Ok(tcp1)),
+            udp: Some(Ok(UdpRate {
+                sent_pps: pps * 2.0,
+                received_pps: pps,
+            })),
+            rtt: Some(Ok(PingStats {
+                transmitted: 5,
+                received: 5,
+                min_ms: avg / 2.0,
+                avg_ms: avg,
+                max_ms: max,
+            })),
+            ..Results::default()
+        };
+        let mut bad = round(1e9, 1e3, 0.3, 0.3);
+        bad.tcpn = Some(Err("iperf3 failed".into()));
+        let m = merge_rounds(vec![
+            round(3e9, 100e3, 0.2, 0.5),
+            round(5e9, 300e3, 0.1, 0.9),
+            bad,
+            round(4e9, 200e3, 0.4, 0.6),
+        ]);
+        // Lower median of 1, 3, 4, 5 = 3; of the rates 1k, 100k, 200k, 300k = 100k.
+        assert_eq!(m.tcp1, Some(Ok(3e9)));
+        let udp = m.udp.unwrap().unwrap();
+        assert_eq!((udp.received_pps, udp.sent_pps), (100e3, 200e3));
+        let p = m.rtt.unwrap().unwrap();
+        assert_eq!((p.avg_ms, p.max_ms, p.min_ms), (0.2, 0.9, 0.05));
+        assert_eq!((p.transmitted, p.received), (20, 20));
+        assert_eq!(m.tcpn, Some(Err("iperf3 failed".into())));
+        assert_eq!(m.reverse, None);
+        assert_eq!(m.first_reply_s, Some(0.4));
+        // One round is passed through unchanged.
+        assert_eq!(
+            merge_rounds(vec![round(2e9, 1.0, 0.1, 0.2)]).tcp1,
+            Some(Ok(2e9))
+        );
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub struct Device {
     rx_stage: Mutex<rx::RxStage>,
     // Lifecycle, guarded by `exit`.
     stop: AtomicBool,
+    // One worker at a time stays awake after sparse traffic (`worker.rs`).
+    spinner: AtomicBool,
     exit: Mutex<Option<DeviceExit>>,
     exited: Condvar,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -87,6 +89,7 @@ impl Device {
             udp: RwLock::new(udp),
             udp_generation: AtomicU64::new(0),
             stop: AtomicBool::new(false),
+            spinner: AtomicBool::new(false),
             exit: Mutex::new(None),
             exited: Condvar::new(),
             threads: Mutex::new(Vec::new()),
