@@ -102,6 +102,52 @@ fn handshake_and_data_both_ways() {
     p.gw.shutdown();
 }
 
+/// One-way bulk never calls the helper worker (it needs full batches both ways); two-way
+/// bulk does, and order is kept in both directions while it helps.
+#[test]
+fn the_helper_joins_only_for_two_way_bulk() {
+    let p = pair(0);
+    let up = |i: u32| ipv4([10, 8, 0, 2], [10, 8, 0, 1], &i.to_be_bytes());
+    let down = |i: u32| ipv4([10, 8, 0, 1], [10, 8, 0, 2], &i.to_be_bytes());
+    p.gw_tun.inject(&up(u32::MAX));
+    wait_for(&p.hub_tun, &up(u32::MAX));
+    for i in 0..3000 {
+        p.gw_tun.inject(&up(i));
+    }
+    for i in 0..3000 {
+        wait_for(&p.hub_tun, &up(i));
+    }
+    assert_eq!(
+        (p.gw.helper_calls(), p.hub.helper_calls()),
+        (0, 0),
+        "one-way"
+    );
+    let mut next = 0;
+    for _burst in 0..20 {
+        // Built first and queued side by side: both devices find full batches both ways.
+        let ups: Vec<_> = (next..next + 3000).map(up).collect();
+        let downs: Vec<_> = (next..next + 3000).map(down).collect();
+        for (u, d) in ups.chunks(500).zip(downs.chunks(500)) {
+            u.iter().for_each(|u| p.gw_tun.inject(u));
+            d.iter().for_each(|d| p.hub_tun.inject(d));
+        }
+        for i in next..next + 3000 {
+            wait_for(&p.hub_tun, &up(i));
+            wait_for(&p.gw_tun, &down(i));
+        }
+        next += 3000;
+        if p.gw.helper_calls() + p.hub.helper_calls() > 0 {
+            break;
+        }
+    }
+    assert!(
+        p.gw.helper_calls() + p.hub.helper_calls() > 0,
+        "two-way bulk of {next} packets each way never called the helper"
+    );
+    p.hub.shutdown();
+    p.gw.shutdown();
+}
+
 #[test]
 fn persistent_keepalive_handshakes_without_traffic() {
     let p = pair(1);

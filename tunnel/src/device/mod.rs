@@ -8,10 +8,10 @@
 //!    coalesced on the TUN where the kernel allows).
 //! 3. timers: every `TICK_INTERVAL`, session timers and keepalives → UDP batch → send.
 //!
-//! Threads (`worker.rs`): two identical workers each run whichever stage is free and has
-//! work, and sleep in one `poll` on the TUN and the socket otherwise. Under load they settle
-//! into one stage each (both cores busy); when idle, one thread carries a packet in and its
-//! answer out without waking the other. The timer thread is separate.
+//! Threads (`worker.rs`): a lead worker runs both stages to completion and sleeps in one
+//! `poll` on the TUN and the socket; a helper joins only while both directions are
+//! saturated, taking the rx stage so that encryption and decryption use two cores. The
+//! timer thread is separate.
 //!
 //! Locks: the core sits in one `RwLock`. A stage holds it for reading for one batch; a UAPI
 //! `set` takes it for writing between batches. Per-peer session state has its own mutex
@@ -62,8 +62,10 @@ pub struct Device {
     rx_stage: Mutex<rx::RxStage>,
     // Lifecycle, guarded by `exit`.
     stop: AtomicBool,
-    // One worker at a time stays awake after sparse traffic (`worker.rs`).
-    spinner: AtomicBool,
+    // The helper worker parks here until the lead asks for help (`worker.rs`).
+    help: Mutex<bool>,
+    help_wanted: Condvar,
+    helper_calls: AtomicU64,
     exit: Mutex<Option<DeviceExit>>,
     exited: Condvar,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -89,7 +91,9 @@ impl Device {
             udp: RwLock::new(udp),
             udp_generation: AtomicU64::new(0),
             stop: AtomicBool::new(false),
-            spinner: AtomicBool::new(false),
+            help: Mutex::new(false),
+            help_wanted: Condvar::new(),
+            helper_calls: AtomicU64::new(0),
             exit: Mutex::new(None),
             exited: Condvar::new(),
             threads: Mutex::new(Vec::new()),
@@ -101,8 +105,8 @@ impl Device {
                 .spawn(move || f(d))
         };
         let handles = vec![
-            spawn("ew-worker-0", |d| worker::run(d, 0))?,
-            spawn("ew-worker-1", |d| worker::run(d, 1))?,
+            spawn("ew-worker-0", worker::lead)?,
+            spawn("ew-worker-1", worker::help)?,
             spawn("ew-timers", timers::run)?,
         ];
         *device.threads.lock() = handles;
@@ -158,6 +162,11 @@ impl Device {
         *exit
     }
 
+    /// How many times the lead worker called the helper in (two-way bulk load; `worker.rs`).
+    pub fn helper_calls(&self) -> u64 {
+        self.helper_calls.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
@@ -169,6 +178,9 @@ impl Device {
             *exit = Some(why);
         }
         self.exited.notify_all();
+        drop(exit);
+        let _help = self.help.lock();
+        self.help_wanted.notify_all();
     }
 
     pub(crate) fn socket(&self) -> Arc<dyn UdpIo> {

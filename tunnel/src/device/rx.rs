@@ -44,20 +44,20 @@ impl RxStage {
         &self.socket
     }
 
-    /// Decrypts and delivers what the socket has queued, without waiting; `true` if there
-    /// was any.
-    pub fn run(&mut self, device: &Device) -> bool {
+    /// Decrypts and delivers what the socket has queued, without waiting; how many datagrams
+    /// it read.
+    pub fn run(&mut self, device: &Device) -> usize {
         let socket = self.socket(device).clone();
         self.from_net.clear();
-        match socket.try_recv(&mut self.from_net) {
-            Ok(0) => return false,
-            Ok(_) => {}
+        let n = match socket.try_recv(&mut self.from_net) {
+            Ok(0) => return 0,
+            Ok(n) => n,
             Err(e) => {
                 // ICMP errors surface as ECONNREFUSED & co. on some kernels: not fatal.
                 tracing::debug!("UDP receive failed: {e}");
-                return false;
+                return 0;
             }
-        }
+        };
         let now = Instant::now();
         let core = device.core.read();
         self.to_tun.clear();
@@ -72,7 +72,7 @@ impl RxStage {
         }
         drop(core);
         flush(device, &*socket, &mut self.to_tun, &mut self.to_net);
-        true
+        n
     }
 }
 

@@ -23,20 +23,20 @@ impl TxStage {
         }
     }
 
-    /// Encrypts and sends what the TUN has queued, without waiting; `true` if there was any.
-    pub fn run(&mut self, device: &Device) -> bool {
+    /// Encrypts and sends what the TUN has queued, without waiting; how many packets it read.
+    pub fn run(&mut self, device: &Device) -> usize {
         self.from_tun.clear();
-        match device.tun.try_recv(&mut self.from_tun) {
-            Ok(0) => return false,
-            Ok(_) => {}
+        let n = match device.tun.try_recv(&mut self.from_tun) {
+            Ok(0) => return 0,
+            Ok(n) => n,
             Err(e) => {
                 if !device.stopping() {
                     tracing::warn!("TUN read failed, stopping: {e}");
                     device.finish(DeviceExit::TunGone);
                 }
-                return false;
+                return 0;
             }
-        }
+        };
         let now = Instant::now();
         let socket = device.socket();
         let core = device.core.read();
@@ -52,7 +52,7 @@ impl TxStage {
         }
         drop(core);
         send_batch(&*socket, &self.to_net);
-        true
+        n
     }
 }
 

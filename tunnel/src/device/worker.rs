@@ -1,21 +1,24 @@
-//! The workers: two threads, each owning one stage and helping with the other.
+//! The workers: a lead that runs both stages, and a helper that joins under two-way load.
 //!
-//! Each loop: run the own stage (non-blocking, one batch); if it had nothing, run the other
-//! stage if nobody holds it; with nothing to do either, `poll` the TUN and the socket (only
-//! those whose stage nobody holds) for up to `POLL_INTERVAL`. Under load the two workers
-//! keep to their stages, so encryption and decryption run on both cores. When idle, the
-//! worker that just wrote a packet to the TUN finds the kernel's answer (a ping reply, a TCP
-//! ACK) ready and sends it at once instead of waking the other: a wake-up is most of a
-//! tunnel's idle round-trip time on a virtual machine.
+//! The lead loops: run the tx stage (non-blocking, one batch), run the rx stage; with
+//! nothing to do in either, `poll` the TUN and the socket (those whose stage nobody holds)
+//! for up to `POLL_INTERVAL`. One thread carries a packet in and the kernel's answer (a ping
+//! reply, a TCP ACK) out without waking anyone: a wake-up is most of a tunnel's idle
+//! round-trip time on a virtual machine, and every wake-up costs a context switch under
+//! load. After a long sleep (sparse traffic) the lead stays awake for a moment after the
+//! burst ([`spin`]) so that the answer to what it just sent is caught without a wake-up.
 //!
-//! After a long sleep (sparse traffic), one worker stays awake for a moment after the burst
-//! ([`spin`]) so that the answer to what it just sent is caught without a wake-up.
+//! The helper sleeps on a condition variable until the lead sees both stages with full
+//! batches several rounds in a row (bulk traffic both ways: a hub relaying, uploads and
+//! downloads at once). It then takes the rx stage while the lead keeps tx, so encryption
+//! and decryption run on two cores, and goes back to sleep as soon as it finds nothing to
+//! take. One-way bulk traffic (a TCP stream is data one way and ACKs the other) never wakes
+//! it.
 //!
-//! Measured (docs/PERFORMANCE.md, same run against the earlier one-thread-per-direction
-//! design): idle ping RTT 0.16-0.19 ms instead of 0.29-0.45 ms, 64-byte UDP +40 % packets per
-//! second, one TCP stream about 6 % lower (a sleeping worker pays `poll` + `recvmmsg` where a
-//! dedicated blocking reader paid one `recvmmsg`). The spin took a further 15-30 % off the
-//! idle RTT (interleaved A/B, 200 pings per run).
+//! Measured (docs/PERFORMANCE.md, interleaved rounds on 2 vCPUs, both tunnel ends and
+//! iperf3 on the same machine): against two always-on workers, one stream +4 % and reverse
+//! +17 % (medians of 3), idle ping 0.25 instead of 0.30 ms; the earlier one-thread-per-
+//! direction design had 0.29-0.45 ms.
 
 use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
@@ -32,31 +35,62 @@ const SPARSE: Duration = Duration::from_millis(2);
 /// How long a worker stays awake after handling sparse traffic (see [`spin`]).
 const SPIN: Duration = Duration::from_micros(300);
 
-/// Runs one stage once without waiting; `true` if it had work.
-type Stage = fn(&Device) -> bool;
+/// Both stages at least this full ...
+const HEAVY_BATCH: usize = 32;
+/// ... this many rounds in a row wake the helper.
+const HEAVY_ROUNDS: u32 = 4;
 
-/// Worker `index` owns one stage (0: tx, 1: rx) and runs the other only when its own had
-/// nothing to do: under load each worker keeps to its stage and the two run on both cores;
-/// when idle, the worker that is awake carries a packet in and its answer out without
-/// waking the other.
-pub(super) fn run(device: Arc<Device>, index: usize) {
-    let (own, other): (Stage, Stage) = if index == 0 {
-        (run_tx, run_rx)
-    } else {
-        (run_rx, run_tx)
-    };
+/// The lead worker: both stages to completion, then `poll`; wakes the helper under two-way
+/// bulk load.
+pub(super) fn lead(device: Arc<Device>) {
     // Set after a sleep of at least `SPARSE`: traffic is sparse, so stay awake for the answer.
     let mut spinning = false;
+    let mut heavy_rounds = 0;
     while !device.stopping() {
-        if own(&device) || other(&device) {
+        let tx = run_tx(&device);
+        let rx = run_rx(&device);
+        if tx >= HEAVY_BATCH && rx >= HEAVY_BATCH {
+            heavy_rounds += 1;
+            if heavy_rounds >= HEAVY_ROUNDS {
+                heavy_rounds = 0;
+                wake_helper(&device);
+            }
+        } else {
+            heavy_rounds = 0;
+        }
+        if tx + rx > 0 {
             continue;
         }
-        if spinning && spin(&device, own, other) {
+        if spinning && spin(&device) {
             continue;
         }
         let slept = Instant::now();
         wait_for_work(&device);
         spinning = slept.elapsed() >= SPARSE;
+    }
+}
+
+/// The helper: parked until the lead asks; then the rx stage first, tx when rx is idle,
+/// until neither has anything it can take.
+pub(super) fn help(device: Arc<Device>) {
+    while !device.stopping() {
+        {
+            let mut wanted = device.help.lock();
+            while !*wanted && !device.stopping() {
+                device.help_wanted.wait(&mut wanted);
+            }
+            *wanted = false;
+        }
+        while !device.stopping() && run_rx(&device) + run_tx(&device) > 0 {}
+    }
+}
+
+fn wake_helper(device: &Device) {
+    let mut wanted = device.help.lock();
+    if !*wanted {
+        *wanted = true;
+        device.helper_calls.fetch_add(1, Ordering::Relaxed);
+        device.help_wanted.notify_one();
     }
 }
 
@@ -67,37 +101,31 @@ pub(super) fn run(device: Arc<Device>, index: usize) {
 /// `sched_yield` between rounds lets anything runnable on this core (the application waiting
 /// for that answer) go first. Bounded: one window per sleep of at least `SPARSE`, so at most
 /// `SPIN / SPARSE` of a core, and never under sustained load (no sleep is that long).
-fn spin(device: &Device, own: Stage, other: Stage) -> bool {
-    // One spinner per device: a second would only take turns with the first.
-    if device
-        .spinner
-        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        return false;
-    }
+fn spin(device: &Device) -> bool {
     let until = Instant::now() + SPIN;
-    let mut found = false;
-    while !found && Instant::now() < until && !device.stopping() {
+    while Instant::now() < until && !device.stopping() {
         std::thread::yield_now();
-        found = own(device) || other(device);
+        if run_tx(device) + run_rx(device) > 0 {
+            return true;
+        }
     }
-    device.spinner.store(false, Ordering::Release);
-    found
+    false
 }
 
-fn run_tx(device: &Device) -> bool {
+/// Runs the tx stage once without waiting: how many packets it handled (0 if it had none or
+/// the other worker holds it). Likewise [`run_rx`].
+fn run_tx(device: &Device) -> usize {
     device
         .tx_stage
         .try_lock()
-        .is_some_and(|mut tx| tx.run(device))
+        .map_or(0, |mut tx| tx.run(device))
 }
 
-fn run_rx(device: &Device) -> bool {
+fn run_rx(device: &Device) -> usize {
     device
         .rx_stage
         .try_lock()
-        .is_some_and(|mut rx| rx.run(device))
+        .map_or(0, |mut rx| rx.run(device))
 }
 
 /// Sleeps on the descriptors whose stage nobody is running: the other worker drains the rest.
