@@ -1,4 +1,4 @@
-//! The tx stage: TUN batch → route + encrypt → UDP batch.
+//! The tx stage: TUN packets (super-packets split in place) → route + encrypt → UDP batch.
 //!
 //! Whichever worker holds the stage's lock runs it, one batch at a time, so packets leave
 //! in the order they were read (per-peer order needs nothing more). The UDP batch is sent
@@ -11,6 +11,7 @@ use crate::io::{Batch, UdpIo};
 use crate::proto::TxOutcome;
 
 pub(super) struct TxStage {
+    /// Only for TUNs that cannot hand out packets in place (the in-memory fake).
     from_tun: Batch,
     to_net: Batch,
 }
@@ -24,35 +25,37 @@ impl TxStage {
     }
 
     /// Encrypts and sends what the TUN has queued, without waiting; how many packets it read.
+    ///
+    /// Each packet is encrypted straight from the TUN's read buffer (super-packets are split
+    /// in place there): boringtun's copy into the UDP batch is the only one in user space.
     pub fn run(&mut self, device: &Device) -> usize {
-        self.from_tun.clear();
-        let n = match device.tun.try_recv(&mut self.from_tun) {
-            Ok(0) => return 0,
+        let now = Instant::now();
+        let socket = device.socket();
+        let core = device.core.read();
+        let Self { from_tun, to_net } = self;
+        to_net.clear();
+        let read = device
+            .tun
+            .try_recv_each(from_tun, BATCH_PACKETS, &mut |packet| {
+                if core.encapsulate(now, packet, to_net) == TxOutcome::Full {
+                    send_batch(&*socket, to_net);
+                    to_net.clear();
+                    // An empty batch that is still "full" means the packet can never fit.
+                    let _ = core.encapsulate(now, packet, to_net);
+                }
+            });
+        drop(core);
+        send_batch(&*socket, to_net);
+        match read {
             Ok(n) => n,
             Err(e) => {
                 if !device.stopping() {
                     tracing::warn!("TUN read failed, stopping: {e}");
                     device.finish(DeviceExit::TunGone);
                 }
-                return 0;
-            }
-        };
-        let now = Instant::now();
-        let socket = device.socket();
-        let core = device.core.read();
-        self.to_net.clear();
-        for i in 0..self.from_tun.len() {
-            let packet = self.from_tun.packet(i);
-            if core.encapsulate(now, packet, &mut self.to_net) == TxOutcome::Full {
-                send_batch(&*socket, &self.to_net);
-                self.to_net.clear();
-                // An empty batch that is still "full" means the packet can never fit.
-                let _ = core.encapsulate(now, packet, &mut self.to_net);
+                0
             }
         }
-        drop(core);
-        send_batch(&*socket, &self.to_net);
-        n
     }
 }
 

@@ -39,6 +39,24 @@ pub trait TunIo: Send + Sync {
     fn recv(&self, batch: &mut Batch) -> io::Result<usize>;
     /// Like [`TunIo::recv`] but never waits: `Ok(0)` when nothing is queued.
     fn try_recv(&self, batch: &mut Batch) -> io::Result<usize>;
+    /// Like [`TunIo::try_recv`], but hands each packet to `f` instead of a batch, and stops
+    /// reading once about `max` packets have been seen. A TUN that splits super-packets can
+    /// then do it in place, without copying each segment into a batch first. The default
+    /// goes through [`TunIo::try_recv`] with `scratch`.
+    fn try_recv_each(
+        &self,
+        scratch: &mut Batch,
+        max: usize,
+        f: &mut dyn FnMut(&[u8]),
+    ) -> io::Result<usize> {
+        let _ = max;
+        scratch.clear();
+        let n = self.try_recv(scratch)?;
+        for i in 0..scratch.len() {
+            f(scratch.packet(i));
+        }
+        Ok(n)
+    }
     /// A descriptor that polls readable when [`TunIo::try_recv`] has something; `None` for
     /// fakes, which the device then checks every millisecond.
     fn poll_fd(&self) -> Option<RawFd> {

@@ -182,6 +182,141 @@ const TCP_FLAG_FIN: u8 = 0x01;
 const TCP_FLAG_PSH: u8 = 0x08;
 const TCP_FLAG_CWR: u8 = 0x80;
 
+/// Most header bytes (IP + TCP/UDP) an in-place split handles.
+pub const MAX_SPLIT_HEADER: usize = 256;
+
+/// What the segments of one TSO/USO super-packet share.
+#[derive(Debug, Clone, Copy)]
+struct SegmentPlan {
+    is_tcp: bool,
+    v6: bool,
+    /// Offset of the TCP/UDP header.
+    l4: usize,
+    /// IP + TCP/UDP header bytes.
+    hdr_len: usize,
+    gso: usize,
+    segments: usize,
+    payload_len: usize,
+    first_seq: u32,
+    first_id: u16,
+}
+
+impl SegmentPlan {
+    /// `None` for a packet that is not a super-packet (GSO none).
+    fn new(hdr: &VirtioNetHdr, pkt: &[u8]) -> Result<Option<SegmentPlan>, SplitError> {
+        let gso_type = hdr.gso_type & !VIRTIO_NET_HDR_GSO_ECN;
+        if gso_type == VIRTIO_NET_HDR_GSO_NONE {
+            return Ok(None);
+        }
+        let version = pkt.first().ok_or(SplitError::Truncated)? >> 4;
+        let (is_tcp, v6) = match (gso_type, version) {
+            (VIRTIO_NET_HDR_GSO_TCPV4, 4) => (true, false),
+            (VIRTIO_NET_HDR_GSO_TCPV6, 6) => (true, true),
+            (VIRTIO_NET_HDR_GSO_UDP_L4, 4) => (false, false),
+            (VIRTIO_NET_HDR_GSO_UDP_L4, 6) => (false, true),
+            _ => {
+                return Err(SplitError::BadHeader(
+                    "GSO type does not match the IP version",
+                ))
+            }
+        };
+        let l4 = usize::from(hdr.csum_start);
+        let ip_min = if v6 {
+            40
+        } else {
+            usize::from(pkt.first().copied().unwrap_or(0) & 0x0f) * 4
+        };
+        if (!v6 && (ip_min < 20 || l4 != ip_min)) || (v6 && l4 < 40) {
+            return Err(SplitError::BadHeader(
+                "checksum start is not the transport header",
+            ));
+        }
+        let l4_hdr_len = if is_tcp {
+            let off = *pkt.get(l4 + 12).ok_or(SplitError::Truncated)?;
+            usize::from(off >> 4) * 4
+        } else {
+            8
+        };
+        if l4_hdr_len < if is_tcp { 20 } else { 8 } {
+            return Err(SplitError::BadHeader("TCP data offset below 5 words"));
+        }
+        let hdr_len = l4 + l4_hdr_len;
+        if hdr_len > MAX_SPLIT_HEADER {
+            return Err(SplitError::BadHeader("headers longer than 256 bytes"));
+        }
+        let gso = usize::from(hdr.gso_size);
+        if gso == 0 {
+            return Err(SplitError::BadHeader("GSO size 0"));
+        }
+        if pkt.len() < hdr_len {
+            return Err(SplitError::Truncated);
+        }
+        let payload_len = pkt.len() - hdr_len;
+        Ok(Some(SegmentPlan {
+            is_tcp,
+            v6,
+            l4,
+            hdr_len,
+            gso,
+            segments: payload_len.div_ceil(gso).max(1),
+            payload_len,
+            first_seq: if is_tcp { read_u32(pkt, l4 + 4) } else { 0 },
+            first_id: if v6 { 0 } else { read_u16(pkt, 4) },
+        }))
+    }
+
+    /// Bytes of payload in segment `i`.
+    fn payload(&self, i: usize) -> std::ops::Range<usize> {
+        let start = (i * self.gso).min(self.payload_len);
+        start..(start + self.gso).min(self.payload_len)
+    }
+
+    /// Makes `o` (the super-packet's headers followed by segment `i`'s payload) a packet of
+    /// its own: lengths, IPv4 ID and header checksum, TCP sequence number and flags
+    /// (FIN/PSH only on the last, CWR only on the first), full transport checksum.
+    fn finish(&self, o: &mut [u8], i: usize) -> Result<(), SplitError> {
+        let (l4, total) = (self.l4, o.len());
+        if self.v6 {
+            write_u16(o, 4, (total - 40) as u16);
+        } else {
+            write_u16(o, 2, total as u16);
+            write_u16(o, 4, self.first_id.wrapping_add(i as u16));
+            write_u16(o, 10, 0);
+            let c = checksum(&o[..l4], 0);
+            write_u16(o, 10, c);
+        }
+        let csum_at = if self.is_tcp {
+            write_u32(
+                o,
+                l4 + 4,
+                self.first_seq.wrapping_add((i * self.gso) as u32),
+            );
+            let mut flags = o[l4 + 13];
+            if i + 1 != self.segments {
+                flags &= !(TCP_FLAG_FIN | TCP_FLAG_PSH);
+            }
+            if i > 0 {
+                flags &= !TCP_FLAG_CWR;
+            }
+            o[l4 + 13] = flags;
+            l4 + 16
+        } else {
+            write_u16(o, l4 + 4, (total - l4) as u16);
+            l4 + 6
+        };
+        write_u16(o, csum_at, 0);
+        let (src, dst) = ip_addrs(o).ok_or(SplitError::Truncated)?;
+        let proto = if self.is_tcp { 6 } else { 17 };
+        let l4_len = (total - l4) as u32;
+        let mut c = checksum(&o[l4..], pseudo_header_nofold(src, dst, proto, l4_len));
+        if !self.is_tcp && c == 0 {
+            c = 0xffff;
+        }
+        write_u16(o, csum_at, c);
+        Ok(())
+    }
+}
+
 /// Splits one packet read from a vnet_hdr TUN (`pkt`, after the virtio header `hdr`) into
 /// `out`, starting at segment `first_segment` (0 for a fresh packet).
 ///
@@ -198,8 +333,7 @@ pub fn split_into(
     first_segment: usize,
     out: &mut Batch,
 ) -> Result<SplitProgress, SplitError> {
-    let gso_type = hdr.gso_type & !VIRTIO_NET_HDR_GSO_ECN;
-    if gso_type == VIRTIO_NET_HDR_GSO_NONE {
+    let Some(plan) = SegmentPlan::new(hdr, pkt)? else {
         if hdr.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 {
             finish_partial_checksum(
                 pkt,
@@ -224,61 +358,12 @@ pub fn split_into(
                 next_segment: Some(0),
             }
         });
-    }
-    let version = pkt.first().ok_or(SplitError::Truncated)? >> 4;
-    let (is_tcp, v6) = match (gso_type, version) {
-        (VIRTIO_NET_HDR_GSO_TCPV4, 4) => (true, false),
-        (VIRTIO_NET_HDR_GSO_TCPV6, 6) => (true, true),
-        (VIRTIO_NET_HDR_GSO_UDP_L4, 4) => (false, false),
-        (VIRTIO_NET_HDR_GSO_UDP_L4, 6) => (false, true),
-        _ => {
-            return Err(SplitError::BadHeader(
-                "GSO type does not match the IP version",
-            ))
-        }
     };
-    let l4 = usize::from(hdr.csum_start);
-    let ip_min = if v6 {
-        40
-    } else {
-        usize::from(pkt.first().copied().unwrap_or(0) & 0x0f) * 4
-    };
-    if (!v6 && (ip_min < 20 || l4 != ip_min)) || (v6 && l4 < 40) {
-        return Err(SplitError::BadHeader(
-            "checksum start is not the transport header",
-        ));
-    }
-    let l4_hdr_len = if is_tcp {
-        let off = *pkt.get(l4 + 12).ok_or(SplitError::Truncated)?;
-        usize::from(off >> 4) * 4
-    } else {
-        8
-    };
-    if l4_hdr_len < if is_tcp { 20 } else { 8 } {
-        return Err(SplitError::BadHeader("TCP data offset below 5 words"));
-    }
-    let hdr_len = l4 + l4_hdr_len;
-    let gso = usize::from(hdr.gso_size);
-    if gso == 0 {
-        return Err(SplitError::BadHeader("GSO size 0"));
-    }
-    if pkt.len() < hdr_len {
-        return Err(SplitError::Truncated);
-    }
-    let payload_len = pkt.len() - hdr_len;
-    let segments = payload_len.div_ceil(gso).max(1);
-    let (headers, payload) = pkt.split_at(hdr_len);
-    let first_seq = if is_tcp { read_u32(headers, l4 + 4) } else { 0 };
-    let first_id = if v6 { 0 } else { read_u16(headers, 4) };
-    let proto = if is_tcp { 6 } else { 17 };
-
+    let (headers, payload) = pkt.split_at(plan.hdr_len);
     let mut emitted = 0;
-    for i in first_segment..segments {
-        let seg_start = i * gso;
-        let seg = payload
-            .get(seg_start..(seg_start + gso).min(payload_len))
-            .unwrap_or(&[]);
-        let total = hdr_len + seg.len();
+    for i in first_segment..plan.segments {
+        let seg = &payload[plan.payload(i)];
+        let total = plan.hdr_len + seg.len();
         let Some(room) = out.spare().filter(|r| r.len() >= total) else {
             return Ok(SplitProgress {
                 emitted,
@@ -286,41 +371,9 @@ pub fn split_into(
             });
         };
         let o = &mut room[..total];
-        o[..hdr_len].copy_from_slice(headers);
-        o[hdr_len..].copy_from_slice(seg);
-        let last = i + 1 == segments;
-        if v6 {
-            write_u16(o, 4, (total - 40) as u16);
-        } else {
-            write_u16(o, 2, total as u16);
-            write_u16(o, 4, first_id.wrapping_add(i as u16));
-            write_u16(o, 10, 0);
-            let c = checksum(&o[..l4], 0);
-            write_u16(o, 10, c);
-        }
-        let csum_at = if is_tcp {
-            write_u32(o, l4 + 4, first_seq.wrapping_add((seg_start) as u32));
-            let mut flags = o[l4 + 13];
-            if !last {
-                flags &= !(TCP_FLAG_FIN | TCP_FLAG_PSH);
-            }
-            if i > 0 {
-                flags &= !TCP_FLAG_CWR;
-            }
-            o[l4 + 13] = flags;
-            l4 + 16
-        } else {
-            write_u16(o, l4 + 4, (8 + seg.len()) as u16);
-            l4 + 6
-        };
-        write_u16(o, csum_at, 0);
-        let (src, dst) = ip_addrs(o).ok_or(SplitError::Truncated)?;
-        let l4_len = (total - l4) as u32;
-        let mut c = checksum(&o[l4..], pseudo_header_nofold(src, dst, proto, l4_len));
-        if !is_tcp && c == 0 {
-            c = 0xffff;
-        }
-        write_u16(o, csum_at, c);
+        o[..plan.hdr_len].copy_from_slice(headers);
+        o[plan.hdr_len..].copy_from_slice(seg);
+        plan.finish(o, i)?;
         out.commit(total, NO_ADDR);
         emitted += 1;
     }
@@ -328,6 +381,41 @@ pub fn split_into(
         emitted,
         next_segment: None,
     })
+}
+
+/// Like [`split_into`], without copying: each segment is made a packet where it lies in
+/// `pkt` and handed to `f`, which must be done with it before it returns. Segment `i`'s
+/// headers are written over the last header-length bytes of segment `i - 1`'s payload,
+/// which `f` has already consumed. Returns how many packets `f` saw.
+pub fn split_in_place(
+    hdr: &VirtioNetHdr,
+    pkt: &mut [u8],
+    f: &mut dyn FnMut(&[u8]),
+) -> Result<usize, SplitError> {
+    let Some(plan) = SegmentPlan::new(hdr, pkt)? else {
+        if hdr.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 {
+            finish_partial_checksum(
+                pkt,
+                usize::from(hdr.csum_start),
+                usize::from(hdr.csum_offset),
+            )?;
+        }
+        f(pkt);
+        return Ok(1);
+    };
+    let mut headers = [0u8; MAX_SPLIT_HEADER];
+    let headers = &mut headers[..plan.hdr_len];
+    headers.copy_from_slice(&pkt[..plan.hdr_len]);
+    for i in 0..plan.segments {
+        let payload = plan.payload(i);
+        // Payload offsets are relative to the end of the headers: segment i's own headers
+        // go right before its payload.
+        let o = &mut pkt[payload.start..plan.hdr_len + payload.end];
+        o[..plan.hdr_len].copy_from_slice(headers);
+        plan.finish(o, i)?;
+        f(o);
+    }
+    Ok(plan.segments)
 }
 
 /// Completes a `CHECKSUM_PARTIAL` packet: the field at `start + offset` holds the pseudo-
@@ -678,5 +766,93 @@ pub(crate) mod tests {
         };
         assert!(split_into(&far, &mut tcp4(1, 0x10, &[1; 3]), 0, &mut out).is_err());
         assert!(out.is_empty());
+        // The in-place split refuses the same inputs without calling back.
+        let mut calls = 0;
+        for (hdr, mut pkt) in [
+            (zero, tcp4(1, 0x10, &[1; 300])),
+            (far, tcp4(1, 0x10, &[1; 3])),
+            (tso4, short),
+            (tso4, tcp6(1, 0x10, &[1; 300])),
+        ] {
+            assert!(split_in_place(&hdr, &mut pkt, &mut |_| calls += 1).is_err());
+        }
+        assert_eq!(calls, 0);
+    }
+
+    /// Splitting in place gives exactly the packets the copying split gives.
+    #[test]
+    fn in_place_split_matches_the_copying_split() {
+        let tso = |gso_type, l4: u16, gso_size| VirtioNetHdr {
+            flags: 1,
+            gso_type,
+            hdr_len: 0,
+            gso_size,
+            csum_start: l4,
+            csum_offset: if gso_type == 5 { 6 } else { 16 },
+        };
+        let mut udp = vec![
+            0x45, 0, 0, 0, 0, 1, 0, 0, 64, 17, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2, 0, 9, 0, 9, 0,
+            0, 0, 0,
+        ];
+        udp.extend_from_slice(&payload(2500));
+        let n = udp.len() as u16;
+        write_u16(&mut udp, 2, n);
+        write_u16(&mut udp, 24, n - 20);
+        let cases = [
+            (
+                "tso4",
+                tso(1, 20, 1400),
+                as_partial(tcp4(1000, 0x19, &payload(3000)), 20, 16, 6),
+            ),
+            (
+                "tso4, 64 KiB at MSS 1380",
+                tso(1, 20, 1380),
+                as_partial(tcp4(5, 0x10, &payload(65_000)), 20, 16, 6),
+            ),
+            // MSS below the header length: headers overwrite more than one earlier segment.
+            (
+                "tso4, MSS 24",
+                tso(1, 20, 24),
+                as_partial(tcp4(9, 0x18, &payload(500)), 20, 16, 6),
+            ),
+            (
+                "tso6",
+                tso(4, 40, 1000),
+                as_partial(tcp6(7, 0x18, &payload(4000)), 40, 16, 6),
+            ),
+            ("uso", tso(5, 20, 1000), as_partial(udp.clone(), 20, 6, 17)),
+            (
+                "exact multiple",
+                tso(1, 20, 500),
+                as_partial(tcp4(3, 0x10, &payload(1500)), 20, 16, 6),
+            ),
+            (
+                "none, partial checksum",
+                VirtioNetHdr {
+                    flags: 1,
+                    csum_start: 20,
+                    csum_offset: 6,
+                    ..Default::default()
+                },
+                as_partial(udp, 20, 6, 17),
+            ),
+            (
+                "none",
+                VirtioNetHdr::default(),
+                tcp4(1, 0x10, &payload(100)),
+            ),
+        ];
+        for (name, hdr, sup) in cases {
+            let mut out = Batch::new(128, 1 << 18);
+            let want = split_into(&hdr, &mut sup.clone(), 0, &mut out).unwrap();
+            assert_eq!(want.next_segment, None, "{name}");
+            let mut pkt = sup.clone();
+            let mut got: Vec<Vec<u8>> = Vec::new();
+            let n = split_in_place(&hdr, &mut pkt, &mut |p| got.push(p.to_vec())).unwrap();
+            assert_eq!((n, got.len()), (want.emitted, want.emitted), "{name}");
+            for (i, g) in got.iter().enumerate() {
+                assert_eq!(&g[..], out.packet(i), "{name}: segment {i}");
+            }
+        }
     }
 }
