@@ -52,9 +52,7 @@ pub trait TunIo: Send + Sync {
         let _ = max;
         scratch.clear();
         let n = self.try_recv(scratch)?;
-        for i in 0..scratch.len() {
-            f(scratch.packet(i));
-        }
+        scratch.iter().for_each(|(p, _)| f(p));
         Ok(n)
     }
     /// A descriptor that polls readable when [`TunIo::try_recv`] has something; `None` for

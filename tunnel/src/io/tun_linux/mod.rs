@@ -388,6 +388,16 @@ impl LinuxTun {
 }
 
 impl LinuxTun {
+    /// One non-blocking `read` into `buf`: the byte count, or -1 with `errno` set.
+    fn read_once(&self, buf: &mut [u8]) -> isize {
+        // SAFETY: reads at most `buf.len()` bytes into a buffer we exclusively borrow.
+        let rc = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if rc >= 0 {
+            self.counters.reads.fetch_add(1, Ordering::Relaxed);
+        }
+        rc
+    }
+
     /// Hands the packet just read (`read`: virtio header + packet in vnet mode) to `f`,
     /// super-packets split in place; how many packets `f` saw.
     fn deliver_each(&self, read: &mut [u8], f: &mut dyn FnMut(&[u8])) -> usize {
@@ -431,16 +441,8 @@ impl LinuxTun {
         }
         let mut waited = false;
         while batch.spare().is_some() {
-            // SAFETY: reads at most `buf.len()` bytes into our own buffer.
-            let rc = unsafe {
-                libc::read(
-                    self.fd.as_raw_fd(),
-                    rx.buf.as_mut_ptr().cast(),
-                    rx.buf.len(),
-                )
-            };
+            let rc = self.read_once(&mut rx.buf);
             if rc >= 0 {
-                self.counters.reads.fetch_add(1, Ordering::Relaxed);
                 n += self.deliver(rx, rc as usize, 0, batch);
                 if rx.pending.is_some() {
                     break;
@@ -485,24 +487,14 @@ impl TunIo for LinuxTun {
             drop(guard);
             scratch.clear();
             let n = self.read_batch(scratch, false)?;
-            for i in 0..scratch.len() {
-                f(scratch.packet(i));
-            }
+            scratch.iter().for_each(|(p, _)| f(p));
             return Ok(n);
         }
         let rx = &mut *guard;
         let mut n = 0;
         while n < max {
-            // SAFETY: reads at most `buf.len()` bytes into our own buffer.
-            let rc = unsafe {
-                libc::read(
-                    self.fd.as_raw_fd(),
-                    rx.buf.as_mut_ptr().cast(),
-                    rx.buf.len(),
-                )
-            };
+            let rc = self.read_once(&mut rx.buf);
             if rc >= 0 {
-                self.counters.reads.fetch_add(1, Ordering::Relaxed);
                 n += self.deliver_each(&mut rx.buf[..rc as usize], f);
                 continue;
             }
