@@ -43,7 +43,8 @@ const HEAVY_ROUNDS: u32 = 4;
 /// The lead worker: both stages to completion, then `poll`; wakes the helper under two-way
 /// bulk load.
 pub(super) fn lead(device: Arc<Device>) {
-    // Set after a sleep of at least `SPARSE`: traffic is sparse, so stay awake for the answer.
+    // Set after a sleep of at least `SPARSE` (traffic is sparse: stay awake for the answer),
+    // cleared by the one spin it allows.
     let mut spinning = false;
     let mut heavy_rounds = 0;
     while !device.stopping() {
@@ -61,7 +62,7 @@ pub(super) fn lead(device: Arc<Device>) {
         if tx + rx > 0 {
             continue;
         }
-        if spinning && spin(&device) {
+        if std::mem::take(&mut spinning) && spin(&device) {
             continue;
         }
         let slept = Instant::now();
