@@ -1,8 +1,10 @@
-//! A running WireGuard device: the protocol [`Core`] driven by two workers and a timer.
+//! A running WireGuard device: the protocol [`Core`] driven by a lead worker (a helper under
+//! two-way bulk load) and a timer.
 //!
 //! Stages (each behind its own lock; see `tx.rs`, `rx.rs`):
-//! 1. tx: TUN → read a batch (TSO super-packets split) → per packet: route lookup, encrypt
-//!    into the UDP batch → send the batch (GSO where the socket supports it).
+//! 1. tx: TUN → read (TSO super-packets split in place in the read buffer) → per packet:
+//!    route lookup, encrypt into the UDP batch → send the batch (GSO where the socket
+//!    supports it).
 //! 2. rx: UDP → read a batch (GRO where supported) → per datagram: find the peer, decrypt into
 //!    the TUN batch, protocol replies into a UDP batch → write both batches (TCP/UDP
 //!    coalesced on the TUN where the kernel allows).
