@@ -50,10 +50,7 @@ pub trait TunIo: Send + Sync {
         f: &mut dyn FnMut(&[u8]),
     ) -> io::Result<usize> {
         let _ = max;
-        scratch.clear();
-        let n = self.try_recv(scratch)?;
-        scratch.iter().for_each(|(p, _)| f(p));
-        Ok(n)
+        each_via_batch(scratch, f, |b| self.try_recv(b))
     }
     /// A descriptor that polls readable when [`TunIo::try_recv`] has something; `None` for
     /// fakes, which the device then checks every millisecond.
@@ -71,6 +68,19 @@ pub trait TunIo: Send + Sync {
 }
 
 /// The network side: WireGuard datagrams to and from peers.
+/// Fills `scratch` with `recv` and hands its packets to `f`: [`TunIo::try_recv_each`] for a
+/// TUN that reads into batches.
+pub(crate) fn each_via_batch(
+    scratch: &mut Batch,
+    f: &mut dyn FnMut(&[u8]),
+    recv: impl FnOnce(&mut Batch) -> io::Result<usize>,
+) -> io::Result<usize> {
+    scratch.clear();
+    let n = recv(scratch)?;
+    scratch.iter().for_each(|(p, _)| f(p));
+    Ok(n)
+}
+
 pub trait UdpIo: Send + Sync {
     /// Appends received datagrams (with their source address) to `batch`.
     fn recv(&self, batch: &mut Batch) -> io::Result<usize>;

@@ -334,13 +334,7 @@ pub fn split_into(
     out: &mut Batch,
 ) -> Result<SplitProgress, SplitError> {
     let Some(plan) = SegmentPlan::new(hdr, pkt)? else {
-        if hdr.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 {
-            finish_partial_checksum(
-                pkt,
-                usize::from(hdr.csum_start),
-                usize::from(hdr.csum_offset),
-            )?;
-        }
+        finish_unsplit(hdr, pkt)?;
         if first_segment > 0 {
             return Ok(SplitProgress {
                 emitted: 0,
@@ -393,13 +387,7 @@ pub fn split_in_place(
     f: &mut dyn FnMut(&[u8]),
 ) -> Result<usize, SplitError> {
     let Some(plan) = SegmentPlan::new(hdr, pkt)? else {
-        if hdr.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 {
-            finish_partial_checksum(
-                pkt,
-                usize::from(hdr.csum_start),
-                usize::from(hdr.csum_offset),
-            )?;
-        }
+        finish_unsplit(hdr, pkt)?;
         f(pkt);
         return Ok(1);
     };
@@ -416,6 +404,19 @@ pub fn split_in_place(
         f(o);
     }
     Ok(plan.segments)
+}
+
+/// A packet that is not a super-packet: its checksum finished if the kernel left it
+/// partial (`NEEDS_CSUM`).
+fn finish_unsplit(hdr: &VirtioNetHdr, pkt: &mut [u8]) -> Result<(), SplitError> {
+    if hdr.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM == 0 {
+        return Ok(());
+    }
+    finish_partial_checksum(
+        pkt,
+        usize::from(hdr.csum_start),
+        usize::from(hdr.csum_offset),
+    )
 }
 
 /// Completes a `CHECKSUM_PARTIAL` packet: the field at `start + offset` holds the pseudo-

@@ -51,7 +51,7 @@ use super::offload::{
     split_in_place, split_into, Offload, VirtioNetHdr, MAX_SUPER_PACKET, VNET_HDR_LEN,
 };
 use super::offload_gro::{GroTable, MAX_GRO_HEADER, MAX_GRO_SEGMENTS};
-use super::{Batch, TunIo, POLL_INTERVAL};
+use super::{each_via_batch, Batch, TunIo, POLL_INTERVAL};
 use sys::{
     get_features, get_iff, iff_error, open_tun, query_mtu, set_iff, set_offload, set_persist,
 };
@@ -485,10 +485,7 @@ impl TunIo for LinuxTun {
         if guard.pending.is_some() {
             // A super-packet half split by `try_recv`: finish it the batch way.
             drop(guard);
-            scratch.clear();
-            let n = self.read_batch(scratch, false)?;
-            scratch.iter().for_each(|(p, _)| f(p));
-            return Ok(n);
+            return each_via_batch(scratch, f, |b| self.read_batch(b, false));
         }
         let rx = &mut *guard;
         let mut n = 0;
