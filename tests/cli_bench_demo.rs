@@ -417,6 +417,12 @@ fn bench_json_short_run() {
         assert!(x > 0.0, "{k} = {x}\n{v:#}");
     }
     assert_eq!(r["pings_received"], 20, "{v:#}");
+    if which("nft").is_some() || in_ci() {
+        // Counted where the tunnel delivers: at least what iperf3 then read.
+        let carried = r["udp64_carried_pps"].as_f64().unwrap_or(0.0);
+        let received = r["udp64_received_pps"].as_f64().unwrap_or(0.0);
+        assert!(carried >= received * 0.99 && carried > 0.0, "{v:#}");
+    }
     for want in [
         "✓ tunnel passes traffic",
         "✓ TCP, 1 stream, 2 s:",
@@ -468,6 +474,17 @@ fn bench_other_implementation_with_builtin_generator() {
         run.describe()
     );
     assert!(run.stdout.contains("built-in"), "{}", run.describe());
+    if which("nft").is_some() || in_ci() {
+        let carried = run
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("UDP 64 B, carried"));
+        assert!(
+            carried.is_some_and(|l| l.contains("kpps") || l.contains("Mpps")),
+            "{}",
+            run.describe()
+        );
+    }
     assert_clean(&run, "bench");
 }
 

@@ -272,12 +272,7 @@ fn run_tests(
         rig.tcp(d, 1, true)
     }));
     let name = format!("UDP {SMALL_UDP} B under overload, {d} s");
-    r.udp = Some(step(
-        tag,
-        &name,
-        |u: &UdpRate| fmt_pps(u.received_pps) + " received",
-        || rig.udp(d, SMALL_UDP),
-    ));
+    r.udp = Some(step(tag, &name, fmt_udp, || rig.udp(d, SMALL_UDP)));
     rig.stop();
     let name = format!("ping RTT, {} × 0.05 s", args.pings);
     r.rtt = Some(step(tag, &name, fmt_rtt, || {
@@ -309,7 +304,18 @@ fn merge_rounds(mut rounds: Vec<Results>) -> Results {
         tcp1: median_measure(rounds.iter().map(|r| &r.tcp1), |v| *v),
         tcpn: median_measure(rounds.iter().map(|r| &r.tcpn), |v| *v),
         reverse: median_measure(rounds.iter().map(|r| &r.reverse), |v| *v),
-        udp: median_measure(rounds.iter().map(|r| &r.udp), |u| u.received_pps),
+        udp: median_measure(rounds.iter().map(|r| &r.udp), |u| u.received_pps).map(|m| {
+            m.map(|mut u| {
+                // The carried rate's own median, not the one of the round picked above.
+                let mut carried: Vec<f64> = rounds
+                    .iter()
+                    .filter_map(|r| r.udp.as_ref()?.as_ref().ok()?.carried_pps)
+                    .collect();
+                carried.sort_by(f64::total_cmp);
+                u.carried_pps = carried.get(carried.len().saturating_sub(1) / 2).copied();
+                u
+            })
+        }),
         rtt: median_measure(rounds.iter().map(|r| &r.rtt), |p| p.avg_ms).map(|m| {
             m.map(|mut p| {
                 let oks = rounds
@@ -399,6 +405,14 @@ fn fmt_pps(pps: f64) -> String {
     }
 }
 
+fn fmt_udp(u: &UdpRate) -> String {
+    let carried = u
+        .carried_pps
+        .map(|c| format!("{} carried by the tunnel, ", fmt_pps(c)))
+        .unwrap_or_default();
+    format!("{carried}{} received", fmt_pps(u.received_pps))
+}
+
 fn fmt_rtt(p: &PingStats) -> String {
     format!(
         "avg {:.3} ms, max {:.3} ms ({}/{} replies)",
@@ -440,6 +454,12 @@ fn table(args: &BenchArgs, generator: Generator, all: &[Results]) -> String {
         (
             "TCP, reverse".into(),
             all.iter().map(|r| cell(&r.reverse, fmt_bps)).collect(),
+        ),
+        (
+            format!("UDP {SMALL_UDP} B, carried"),
+            all.iter()
+                .map(|r| cell(&r.udp, |u| u.carried_pps.map_or("-".into(), fmt_pps)))
+                .collect(),
         ),
         (
             format!("UDP {SMALL_UDP} B, received"),
@@ -499,6 +519,16 @@ fn table(args: &BenchArgs, generator: Generator, all: &[Results]) -> String {
             let _ = write!(out, "{c:>w$}");
         }
         out.push('\n');
+    }
+    let counted = all
+        .iter()
+        .any(|r| matches!(&r.udp, Some(Ok(u)) if u.carried_pps.is_some()));
+    if counted {
+        out.push_str(
+            "\ncarried: datagrams the tunnel delivered into the receiving namespace (an nftables \
+             input counter);\nreceived: what the receiving application read. The difference \
+             was dropped in its socket buffer.\n",
+        );
     }
     let mut errors = String::new();
     for r in all {
@@ -603,6 +633,7 @@ fn to_json(args: &BenchArgs, generator: Generator, all: &[Results]) -> Value {
                 "tcp_n_streams_bps": json_measure(&r.tcpn, |v| json!(v)),
                 "tcp_reverse_bps": json_measure(&r.reverse, |v| json!(v)),
                 "udp64_received_pps": json_measure(&r.udp, |u| json!(u.received_pps)),
+                "udp64_carried_pps": json_measure(&r.udp, |u| json!(u.carried_pps)),
                 "udp64_sent_pps": json_measure(&r.udp, |u| json!(u.sent_pps)),
                 "rtt_avg_ms": json_measure(&r.rtt, |p| json!(p.avg_ms)),
                 "rtt_max_ms": json_measure(&r.rtt, |p| json!(p.max_ms)),
@@ -655,7 +686,9 @@ mod tests {
                 reverse: Some(Err("iperf3 -R: connection reset".into())),
                 udp: Some(Ok(UdpRate {
                     sent_pps: 400e3,
+                    carried_pps: Some(320e3),
                     received_pps: 210e3,
+                    secs: 8.0,
                 })),
                 rtt: Some(Ok(PingStats {
                     transmitted: 5,
@@ -679,7 +712,11 @@ mod tests {
         let t = table(&args(), Generator::Builtin, &sample());
         assert!(t.contains("edgewire") && t.contains("wireguard-go"), "{t}");
         assert!(
-            t.contains("5.50 Gbit/s") && t.contains("210.0 kpps") && t.contains("0.070 ms"),
+            t.contains("5.50 Gbit/s")
+                && t.contains("320.0 kpps")
+                && t.contains("210.0 kpps")
+                && t.contains("0.070 ms")
+                && t.contains("carried: datagrams the tunnel delivered"),
             "{t}"
         );
         assert!(t.contains("no tunnel"), "{t}");
@@ -697,6 +734,7 @@ mod tests {
         assert_eq!(r["tcp_1_stream_bps"], json!(5.5e9));
         assert_eq!(r["tcp_reverse_bps"], Value::Null);
         assert_eq!(r["udp64_received_pps"], json!(210e3));
+        assert_eq!(r["udp64_carried_pps"], json!(320e3));
         assert_eq!(r["ok"], json!(false));
         assert_eq!(v["results"][1]["errors"]["tunnel"], json!("no reply"));
         assert_eq!(v["mtu"], json!(1420));
@@ -710,7 +748,10 @@ mod tests {
             tcp1: Some(Ok(tcp1)),
             udp: Some(Ok(UdpRate {
                 sent_pps: pps * 2.0,
+                // Ordered unlike `received_pps`, so its median comes from another round.
+                carried_pps: Some(1e6 - pps),
                 received_pps: pps,
+                secs: 8.0,
             })),
             rtt: Some(Ok(PingStats {
                 transmitted: 5,
@@ -733,6 +774,8 @@ mod tests {
         assert_eq!(m.tcp1, Some(Ok(3e9)));
         let udp = m.udp.unwrap().unwrap();
         assert_eq!((udp.received_pps, udp.sent_pps), (100e3, 200e3));
+        // Carried 999k, 900k, 800k, 700k (the failed round's UDP counts): lower median 800k.
+        assert_eq!(udp.carried_pps, Some(800e3));
         let p = m.rtt.unwrap().unwrap();
         assert_eq!((p.avg_ms, p.max_ms, p.min_ms), (0.2, 0.9, 0.05));
         assert_eq!((p.transmitted, p.received), (20, 20));

@@ -15,9 +15,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::Value;
 
+use super::inbound::{self, InboundCounter};
 use super::netns::{on_path, Ns, Proc, Session, Spawn};
 
 const IPERF_PORT: u16 = 5201;
+/// IPv4 + UDP header bytes in front of each datagram (the tunnel addresses are IPv4).
+const IPV4_UDP_HEADER: u64 = 28;
 
 /// Which traffic generator to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -51,11 +54,15 @@ impl Generator {
     }
 }
 
-/// A UDP run: packets per second the sender pushed and the receiver got.
+/// A UDP run: packets per second the sender pushed, the tunnel delivered to the receiving
+/// namespace (when `nft` could count them) and the receiving application got.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct UdpRate {
     pub sent_pps: f64,
+    pub carried_pps: Option<f64>,
     pub received_pps: f64,
+    /// The interval the rates are over.
+    pub secs: f64,
 }
 
 /// `ping` summary.
@@ -133,8 +140,24 @@ impl<'s> Rig<'s> {
         }
     }
 
-    /// UDP datagrams of `len` payload bytes sent as fast as possible from client to server.
+    /// UDP datagrams of `len` payload bytes sent as fast as possible from client to server,
+    /// counted as they leave the tunnel (see [`InboundCounter`]) and as the server gets them.
     pub fn udp(&self, secs: u64, len: usize) -> anyhow::Result<UdpRate> {
+        let counter = InboundCounter::install(self.session, &self.server_ns, IPERF_PORT)?;
+        let rate = self.udp_uncounted(secs, len);
+        let Some(counter) = counter else {
+            return rate;
+        };
+        let counted = counter.read();
+        counter.remove();
+        let mut rate = rate?;
+        let (packets, bytes) = counted?;
+        let carried = inbound::datagrams(packets, bytes, IPV4_UDP_HEADER, len as u64);
+        rate.carried_pps = Some(carried as f64 / rate.secs);
+        Ok(rate)
+    }
+
+    fn udp_uncounted(&self, secs: u64, len: usize) -> anyhow::Result<UdpRate> {
         match self.generator {
             Generator::Iperf3 => {
                 let args: Vec<String> = [
@@ -259,7 +282,9 @@ pub fn parse_iperf_udp(v: &Value, len: usize) -> anyhow::Result<UdpRate> {
     };
     Ok(UdpRate {
         sent_pps: sent.unwrap_or(0.0) / secs,
+        carried_pps: None,
         received_pps: received.max(0.0) / secs,
+        secs,
     })
 }
 
@@ -435,7 +460,8 @@ fn builtin_udp(
     secs: u64,
     len: usize,
 ) -> anyhow::Result<UdpRate> {
-    let rx = session.in_netns(recv_ns, || UdpSocket::bind((ip, 0)))?;
+    // The iperf3 port: free when the built-in generator runs, and what `Rig::udp` counts.
+    let rx = session.in_netns(recv_ns, || UdpSocket::bind((ip, IPERF_PORT)))?;
     let addr: SocketAddr = rx.local_addr().context("reading the receiver's address")?;
     let tx = session.in_netns(send_ns, || {
         let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
@@ -478,7 +504,9 @@ fn builtin_udp(
     let secs = elapsed?.as_secs_f64();
     Ok(UdpRate {
         sent_pps: s as f64 / secs,
+        carried_pps: None,
         received_pps: r as f64 / secs,
+        secs,
     })
 }
 
