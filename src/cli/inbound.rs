@@ -31,7 +31,8 @@ pub struct InboundCounter<'s> {
 
 impl<'s> InboundCounter<'s> {
     /// Counts UDP packets to `port` arriving in `ns`. `Ok(None)` when `nft` is not
-    /// installed; an error when it is but the ruleset is refused.
+    /// installed; an error when it is but the ruleset is refused (a kernel without
+    /// nf_tables).
     pub fn install(
         session: &'s Session,
         ns: &Ns,
