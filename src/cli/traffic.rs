@@ -19,6 +19,10 @@ use super::inbound::{self, InboundCounter};
 use super::netns::{on_path, Ns, Proc, Session, Spawn};
 
 const IPERF_PORT: u16 = 5201;
+/// iperf3's server answers "busy" while it winds down the previous test: retry this often,
+/// this far apart.
+const SERVER_BUSY_RETRIES: u32 = 10;
+const SERVER_BUSY_WAIT: Duration = Duration::from_millis(500);
 /// IPv4 + UDP header bytes in front of each datagram (the tunnel addresses are IPv4).
 const IPV4_UDP_HEADER: u64 = 28;
 
@@ -208,17 +212,30 @@ impl<'s> Rig<'s> {
         argv.push(IPERF_PORT.to_string());
         argv.push("-J".into());
         argv.extend_from_slice(args);
-        let out = self
-            .session
-            .run(Some(&self.client_ns), &argv, Duration::from_secs(secs + 20))?;
-        let v: Option<Value> = serde_json::from_str(&out.stdout).ok();
-        if let Some(err) = v
-            .as_ref()
-            .and_then(|v| v.get("error"))
-            .and_then(Value::as_str)
-        {
-            bail!("iperf3 {}: {err}", args.join(" "));
-        }
+        let mut attempts = 0;
+        let (out, v) = loop {
+            let out =
+                self.session
+                    .run(Some(&self.client_ns), &argv, Duration::from_secs(secs + 20))?;
+            let v: Option<Value> = serde_json::from_str(&out.stdout).ok();
+            let err = v
+                .as_ref()
+                .and_then(|v| v.get("error"))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            match err {
+                None => break (out, v),
+                // The server still winding down the previous test refuses the next one.
+                Some(e) if e.contains("busy") && attempts < SERVER_BUSY_RETRIES => {
+                    attempts += 1;
+                    if self.session.interrupted() {
+                        bail!("interrupted");
+                    }
+                    std::thread::sleep(SERVER_BUSY_WAIT);
+                }
+                Some(e) => bail!("iperf3 {}: {e}", args.join(" ")),
+            }
+        };
         match v {
             Some(v) if out.success() => Ok(v),
             _ => bail!(
