@@ -2,8 +2,7 @@
 //!
 //! A path-compressed binary trie per family: a node exists only where a prefix is stored or
 //! where two stored prefixes part ways, so a lookup visits one node per stored prefix or
-//! branch on its path (one node for a peer's /32, about 14 in a table of 10,000 random
-//! prefixes), not one per bit. Removing a prefix frees its node and any branch node left
+//! branch on its path (one node for a peer's /32), not one per bit. Removing a prefix frees its node and any branch node left
 //! with a single child; freed slots are reused, so a table that churns does not grow.
 //! Beside the tries, each value's list of prefixes, so listing or removing one peer's
 //! prefixes costs that peer's prefixes, not a walk of the whole table (a hub with 1,000
@@ -501,6 +500,11 @@ mod tests {
                 "seed {seed}"
             );
         }
+    }
+
+    #[test]
+    fn an_ipv4_node_is_24_bytes() {
+        assert_eq!(std::mem::size_of::<Node<u32, crate::proto::PeerId>>(), 24);
     }
 
     #[test]
