@@ -307,12 +307,10 @@ fn merge_rounds(mut rounds: Vec<Results>) -> Results {
         udp: median_measure(rounds.iter().map(|r| &r.udp), |u| u.received_pps).map(|m| {
             m.map(|mut u| {
                 // The carried rate's own median, not the one of the round picked above.
-                let mut carried: Vec<f64> = rounds
+                let carried = rounds
                     .iter()
-                    .filter_map(|r| r.udp.as_ref()?.as_ref().ok()?.carried_pps)
-                    .collect();
-                carried.sort_by(f64::total_cmp);
-                u.carried_pps = carried.get(carried.len().saturating_sub(1) / 2).copied();
+                    .filter_map(|r| r.udp.as_ref()?.as_ref().ok()?.carried_pps);
+                u.carried_pps = lower_median(carried.collect(), |c| *c);
                 u
             })
         }),
@@ -346,11 +344,17 @@ fn median_measure<'a, T: Clone + 'a>(
             None => {}
         }
     }
-    if oks.is_empty() {
+    lower_median(oks, key).map(Ok)
+}
+
+/// The element with the median `key`, the lower of the middle two for an even count;
+/// `None` for none.
+fn lower_median<T>(mut values: Vec<T>, key: impl Fn(&T) -> f64) -> Option<T> {
+    if values.is_empty() {
         return None;
     }
-    oks.sort_by(|a, b| key(a).total_cmp(&key(b)));
-    Some(Ok(oks.swap_remove((oks.len() - 1) / 2)))
+    values.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    Some(values.swap_remove((values.len() - 1) / 2))
 }
 
 /// Runs one test with a progress line before and after.

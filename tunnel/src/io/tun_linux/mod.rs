@@ -398,6 +398,19 @@ impl LinuxTun {
         rc
     }
 
+    /// What the `read` that just returned -1 means for a loop that has `n` packets so far:
+    /// interrupted (read again), nothing queued, or the result to return (a vanished
+    /// interface, or any other error; the packets read before it count).
+    fn after_failed_read(&self, n: usize) -> AfterRead {
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => AfterRead::Retry,
+            io::ErrorKind::WouldBlock => AfterRead::Drained,
+            _ if Self::is_gone_error(&e) => AfterRead::Return(Err(self.gone())),
+            _ => AfterRead::Return(if n > 0 { Ok(n) } else { Err(e) }),
+        }
+    }
+
     /// Hands the packet just read (`read`: virtio header + packet in vnet mode) to `f`,
     /// super-packets split in place; how many packets `f` saw.
     fn deliver_each(&self, read: &mut [u8], f: &mut dyn FnMut(&[u8])) -> usize {
@@ -449,21 +462,26 @@ impl LinuxTun {
                 }
                 continue;
             }
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::Interrupted => continue,
-                io::ErrorKind::WouldBlock => {
+            match self.after_failed_read(n) {
+                AfterRead::Retry => continue,
+                AfterRead::Drained => {
                     if n > 0 || waited || !wait || !self.wait_readable(POLL_INTERVAL)? {
                         break;
                     }
                     waited = true;
                 }
-                _ if Self::is_gone_error(&e) => return Err(self.gone()),
-                _ => return if n > 0 { Ok(n) } else { Err(e) },
+                AfterRead::Return(r) => return r,
             }
         }
         Ok(n)
     }
+}
+
+/// See [`LinuxTun::after_failed_read`].
+enum AfterRead {
+    Retry,
+    Drained,
+    Return(io::Result<usize>),
 }
 
 impl TunIo for LinuxTun {
@@ -495,12 +513,10 @@ impl TunIo for LinuxTun {
                 n += self.deliver_each(&mut rx.buf[..rc as usize], f);
                 continue;
             }
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::Interrupted => continue,
-                io::ErrorKind::WouldBlock => break,
-                _ if Self::is_gone_error(&e) => return Err(self.gone()),
-                _ => return if n > 0 { Ok(n) } else { Err(e) },
+            match self.after_failed_read(n) {
+                AfterRead::Retry => continue,
+                AfterRead::Drained => break,
+                AfterRead::Return(r) => return r,
             }
         }
         Ok(n)
