@@ -40,6 +40,9 @@ enum Command {
     Bench(cli::bench::BenchArgs),
     /// Show it working: a cloud and a gateway namespace, tunnel, ping, throughput, k3s.
     Demo(cli::demo::DemoArgs),
+    /// One end of `bench`'s RTT floor (started by `bench` itself).
+    #[command(hide = true)]
+    RelayFloor(cli::floor::RelayFloorArgs),
 }
 
 /// Invoked through a link named `edgewire-go` (or `wireguard-go`), edgewire is a drop-in
@@ -84,5 +87,6 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Kubeconfig(args) => cli::k3s::kubeconfig(args),
         Command::Bench(args) => cli::bench::bench(args),
         Command::Demo(args) => cli::demo::demo(args),
+        Command::RelayFloor(args) => cli::floor::relay_floor(args),
     }
 }

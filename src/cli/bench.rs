@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::bail;
 use serde_json::{json, Value};
 
+use super::floor;
 use super::netns::{self, Ns, Session, Veth};
 use super::traffic::{self, Generator, PingStats, Rig, UdpRate};
 use super::tunnels::{self, Addressing, Implementation};
@@ -21,6 +22,8 @@ use super::tunnels::{self, Addressing, Implementation};
 pub const MTU: u32 = 1420;
 /// Payload of the small-packet test (IoT traffic is small).
 const SMALL_UDP: usize = 64;
+/// The column of the RTT floor.
+const FLOOR_LABEL: &str = "relay floor";
 /// How long a tunnel may take to pass its first ping.
 const FIRST_TRAFFIC: Duration = Duration::from_secs(15);
 
@@ -41,6 +44,10 @@ pub struct BenchArgs {
     /// Leave edgewire itself out (measure only the --impl commands).
     #[arg(long)]
     pub no_edgewire: bool,
+    /// Leave out the RTT floor: the same pings through a plain UDP relay (no TUN, no crypto)
+    /// that wakes up as often as a tunnel does, which is what any user-space tunnel pays here.
+    #[arg(long)]
+    pub no_floor: bool,
     /// edgewire's kernel offloads: `on` (whatever the kernel has), `off`
     /// (EDGEWIRE_OFFLOAD=off, the fallback paths), or `both` (measured twice).
     #[arg(long, value_enum, default_value_t = Offload::On)]
@@ -87,6 +94,11 @@ struct Results {
 }
 
 impl Results {
+    /// The RTT floor's column, not an implementation (no `--impl` label has a space).
+    fn is_floor(&self) -> bool {
+        self.label == FLOOR_LABEL
+    }
+
     fn failures(&self) -> usize {
         usize::from(self.error.is_some())
             + [
@@ -136,9 +148,10 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let veth = session.veth(&hub_ns, &gw_ns)?;
     let tests = 5;
     progress(&format!(
-        "edgewire bench: {} implementation(s) × {tests} tests, {} s per throughput test, generator {}, \
+        "edgewire bench: {} implementation(s) × {tests} tests{}, {} s per throughput test, generator {}, \
          tunnel MTU {MTU}; namespaces {} ↔ {} ({} ↔ {})",
         impls.len(),
+        if args.no_floor { "" } else { " and the RTT floor" },
         args.duration,
         generator.name(),
         hub_ns.name,
@@ -154,8 +167,9 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             ..Results::default()
         });
     }
-    // rounds[i] = implementation i's results, one per round.
+    // rounds[i] = implementation i's results, one per round; the floor's come last.
     let mut rounds: Vec<Vec<Results>> = impls.iter().map(|_| Vec::new()).collect();
+    let mut floor_rounds = Vec::new();
     for round in 1..=args.rounds {
         for (i, imp) in impls.iter().enumerate() {
             let mut tag = format!("[{}/{}] {}", i + 1, impls.len(), imp.label());
@@ -180,8 +194,24 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             }
             rounds[i].push(r);
         }
+        if !args.no_floor {
+            let tag = if args.rounds > 1 {
+                format!("[round {round}/{}] floor", args.rounds)
+            } else {
+                "floor".to_owned()
+            };
+            floor_rounds.push(measure_floor(
+                &session,
+                &args,
+                (&hub_ns, &gw_ns, &veth),
+                &tag,
+            ));
+        }
     }
     drop(session);
+    if !args.no_floor {
+        rounds.push(floor_rounds);
+    }
     let all: Vec<Results> = rounds.into_iter().map(merge_rounds).collect();
 
     let failures: usize = all.iter().map(Results::failures).sum();
@@ -237,6 +267,39 @@ fn measure(
     tunnels::stop(session, &gw);
     tunnels::stop(session, &hub);
     outcome
+}
+
+/// The RTT floor (`super::floor`): the ping test's count and spacing through a plain relay.
+fn measure_floor(
+    session: &Session,
+    args: &BenchArgs,
+    (hub_ns, gw_ns, veth): (&Ns, &Ns, &Veth),
+    tag: &str,
+) -> Results {
+    let name = format!(
+        "RTT floor, {} × 0.05 s: {}",
+        args.pings,
+        floor::describe(veth.a_ip)
+    );
+    let rtt = step(tag, &name, fmt_rtt, || {
+        floor::relay_rtt(
+            session,
+            (hub_ns, veth.a_ip),
+            (gw_ns, veth.b_ip),
+            args.pings,
+            Duration::from_millis(50),
+        )
+    });
+    let rtt = match rtt {
+        Ok(p) if p.received == 0 => Err(format!("0 of {} probes answered", p.transmitted)),
+        other => other,
+    };
+    Results {
+        label: FLOOR_LABEL.to_owned(),
+        command: "plain UDP relay in edgewire bench (no TUN, no crypto)".to_owned(),
+        rtt: Some(rtt),
+        ..Results::default()
+    }
 }
 
 fn run_tests(
@@ -534,6 +597,12 @@ fn table(args: &BenchArgs, generator: Generator, all: &[Results]) -> String {
              was dropped in its socket buffer.\n",
         );
     }
+    if all.iter().any(Results::is_floor) {
+        out.push_str(
+            "\nrelay floor: the same pings through a plain UDP relay that wakes up as often as a \
+             tunnel does\n(no TUN, no crypto): what any user-space tunnel pays on this machine.\n",
+        );
+    }
     let mut errors = String::new();
     for r in all {
         let named = [
@@ -598,6 +667,7 @@ fn to_json(args: &BenchArgs, generator: Generator, all: &[Results]) -> Value {
     let (kernel, cpus) = host_facts();
     let results: Vec<Value> = all
         .iter()
+        .filter(|r| !r.is_floor())
         .map(|r| {
             let mut errors = serde_json::Map::new();
             let named = [
@@ -658,6 +728,15 @@ fn to_json(args: &BenchArgs, generator: Generator, all: &[Results]) -> Value {
         "kernel": kernel,
         "cpus": cpus,
         "results": results,
+        "rtt_floor": all.iter().find(|r| r.is_floor()).map(|f| json!({
+            "command": f.command,
+            "avg_ms": json_measure(&f.rtt, |p| json!(p.avg_ms)),
+            "max_ms": json_measure(&f.rtt, |p| json!(p.max_ms)),
+            "min_ms": json_measure(&f.rtt, |p| json!(p.min_ms)),
+            "probes_sent": json_measure(&f.rtt, |p| json!(p.transmitted)),
+            "probes_answered": json_measure(&f.rtt, |p| json!(p.received)),
+            "error": f.rtt.as_ref().and_then(|m| m.as_ref().err().cloned()),
+        })),
     })
 }
 
@@ -671,6 +750,7 @@ mod tests {
             json: true,
             impls: vec![],
             no_edgewire: false,
+            no_floor: false,
             offload: Offload::On,
             generator: Generator::Builtin,
             streams: 4,
@@ -708,6 +788,18 @@ mod tests {
                 error: Some("no reply".into()),
                 ..Results::default()
             },
+            Results {
+                label: FLOOR_LABEL.into(),
+                command: "plain UDP relay".into(),
+                rtt: Some(Ok(PingStats {
+                    transmitted: 5,
+                    received: 5,
+                    min_ms: 0.04,
+                    avg_ms: 0.055,
+                    max_ms: 0.1,
+                })),
+                ..Results::default()
+            },
         ]
     }
 
@@ -729,6 +821,15 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("wireguard-go / tunnel: no reply"), "{t}");
+        let avg = t
+            .lines()
+            .find(|l| l.starts_with("ping RTT avg"))
+            .unwrap_or_default();
+        assert!(
+            avg.ends_with("0.055 ms"),
+            "the floor is the last column: {t}"
+        );
+        assert!(t.contains("relay floor: the same pings"), "{t}");
     }
 
     #[test]
@@ -742,6 +843,11 @@ mod tests {
         assert_eq!(r["ok"], json!(false));
         assert_eq!(v["results"][1]["errors"]["tunnel"], json!("no reply"));
         assert_eq!(v["mtu"], json!(1420));
+        // The floor is not an implementation: its own object, not a result.
+        assert_eq!(v["results"].as_array().map(Vec::len), Some(2));
+        assert_eq!(v["rtt_floor"]["avg_ms"], json!(0.055));
+        assert_eq!(v["rtt_floor"]["probes_answered"], json!(5));
+        assert_eq!(v["rtt_floor"]["error"], Value::Null);
     }
 
     #[test]

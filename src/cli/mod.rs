@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod floor;
 pub mod inbound;
 pub mod k3s;
 pub mod keys;

@@ -1,0 +1,275 @@
+//! The RTT floor for `edgewire bench`: what any user-space tunnel between the bench's two
+//! namespaces must pay on this machine before it does any work of its own.
+//!
+//! A probe in the gateway namespace sends 64 bytes to a relay process on loopback; the relay
+//! forwards them over the veth to an echo process in the hub namespace, which sends them
+//! back the same way. That is a tunnel's round trip with nothing but its wake-ups, in as
+//! many processes: the gateway end woken by the application, the hub end woken by the
+//! network, the gateway end woken by the answer, the application woken last. No TUN, no
+//! crypto, no batching; the relay sleeps in `poll` on both its sockets as a tunnel worker
+//! does. On a virtual machine whose vCPUs halt when idle these wake-ups are most of a
+//! tunnel's idle RTT, and this is the figure to hold a tunnel's ping against.
+//!
+//! The relay and the echo are this executable again (`edgewire relay-floor`, hidden), so the
+//! bench needs nothing installed for them.
+
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use super::netns::{self_exe, Ns, Session, Spawn};
+use super::traffic::PingStats;
+
+/// Bytes per probe, like ping's default 56 + 8.
+const PROBE: usize = 64;
+/// The echo's port on the hub's underlay address, the relay's on the gateway's loopback.
+const ECHO_PORT: u16 = 5301;
+const RELAY_PORT: u16 = 5302;
+/// A probe without an answer after this long counts as lost.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the relay and echo processes may take to answer their first probe.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The hidden `edgewire relay-floor` command: one end of the floor's path.
+#[derive(clap::Args)]
+pub struct RelayFloorArgs {
+    #[command(subcommand)]
+    role: Role,
+}
+
+#[derive(clap::Subcommand)]
+enum Role {
+    /// Send every datagram back where it came from.
+    Echo { bind: SocketAddr },
+    /// Forward datagrams from LISTEN's last sender to PEER and PEER's answers back.
+    Relay {
+        listen: SocketAddr,
+        wire: SocketAddr,
+        peer: SocketAddr,
+    },
+}
+
+pub fn relay_floor(args: RelayFloorArgs) -> anyhow::Result<()> {
+    match args.role {
+        Role::Echo { bind } => {
+            let sock = UdpSocket::bind(bind).with_context(|| format!("binding {bind}"))?;
+            run_echo(&sock).context("echo")
+        }
+        Role::Relay { listen, wire, peer } => {
+            let app = UdpSocket::bind(listen).with_context(|| format!("binding {listen}"))?;
+            let wire_sock = UdpSocket::bind(wire).with_context(|| format!("binding {wire}"))?;
+            wire_sock.connect(peer)?;
+            run_relay(&app, &wire_sock).context("relay")
+        }
+    }
+}
+
+/// `count` probes `interval` apart from `gw_ns` through a relay in `gw_ns` (underlay
+/// address `gw_ip`) to an echo in `hub_ns` (underlay address `hub_ip`).
+pub fn relay_rtt(
+    session: &Session,
+    (hub_ns, hub_ip): (&Ns, Ipv4Addr),
+    (gw_ns, gw_ip): (&Ns, Ipv4Addr),
+    count: u32,
+    interval: Duration,
+) -> anyhow::Result<PingStats> {
+    let exe = self_exe();
+    let echo_at = SocketAddr::from((hub_ip, ECHO_PORT));
+    let relay_at = SocketAddr::from((Ipv4Addr::LOCALHOST, RELAY_PORT));
+    let argv = |args: &[String]| {
+        let mut v = vec![exe.clone().into_os_string(), "relay-floor".into()];
+        v.extend(args.iter().map(Into::into));
+        v
+    };
+    let echo = session.spawn(
+        Spawn::new(Some(hub_ns), &argv(&["echo".into(), echo_at.to_string()])).label("floor echo"),
+    )?;
+    let wire_at = SocketAddr::from((gw_ip, 0));
+    let relay = session.spawn(
+        Spawn::new(
+            Some(gw_ns),
+            &argv(&[
+                "relay".into(),
+                relay_at.to_string(),
+                wire_at.to_string(),
+                echo_at.to_string(),
+            ]),
+        )
+        .label("floor relay"),
+    );
+    let outcome = relay.and_then(|relay| {
+        let probe = session.in_netns(gw_ns, || UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)));
+        let outcome = probe.and_then(|probe| {
+            probe.connect(relay_at)?;
+            wait_answering(session, &probe)?;
+            probe.set_read_timeout(Some(PROBE_TIMEOUT))?;
+            run_probes(session, &probe, count, interval)
+        });
+        session.stop(&relay);
+        outcome
+    });
+    session.stop(&echo);
+    outcome
+}
+
+/// Sends every datagram back where it came from, forever.
+fn run_echo(sock: &UdpSocket) -> std::io::Result<()> {
+    let mut buf = [0u8; 2048];
+    loop {
+        let (n, from) = sock.recv_from(&mut buf)?;
+        sock.send_to(&buf[..n], from)?;
+    }
+}
+
+/// Forwards `app`'s datagrams to `wire` (connected) and `wire`'s back to whoever last sent
+/// on `app`, sleeping in `poll` on both when there is nothing to read, forever.
+fn run_relay(app: &UdpSocket, wire: &UdpSocket) -> std::io::Result<()> {
+    app.set_nonblocking(true)?;
+    wire.set_nonblocking(true)?;
+    let mut buf = [0u8; 2048];
+    let mut client: Option<SocketAddr> = None;
+    loop {
+        let mut fds = [
+            PollFd::new(app.as_fd(), PollFlags::POLLIN),
+            PollFd::new(wire.as_fd(), PollFlags::POLLIN),
+        ];
+        poll(&mut fds, PollTimeout::NONE)?;
+        loop {
+            match app.recv_from(&mut buf) {
+                // A refused or full socket loses this probe; the probe side counts it.
+                Ok((n, from)) => {
+                    client = Some(from);
+                    let _ = wire.send(&buf[..n]);
+                }
+                Err(e) if would_block(&e) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        loop {
+            match wire.recv(&mut buf) {
+                Ok(n) => {
+                    if let Some(to) = client {
+                        let _ = app.send_to(&buf[..n], to);
+                    }
+                }
+                Err(e) if would_block(&e) => break,
+                // An ICMP error queued on the socket (the echo not up yet): skip it.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Probes until the first answer: both processes are then up and listening.
+fn wait_answering(session: &Session, sock: &UdpSocket) -> anyhow::Result<()> {
+    sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let start = Instant::now();
+    let mut buf = [0u8; 2048];
+    while start.elapsed() < START_TIMEOUT {
+        if session.interrupted() {
+            bail!("interrupted");
+        }
+        // Refused while the relay is not bound yet; a timeout while the echo is not.
+        let answered = sock.send(&[0xff; PROBE]).and_then(|_| sock.recv(&mut buf));
+        match answered {
+            Ok(_) => return Ok(()),
+            Err(e) if would_block(&e) => {}
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    bail!("the floor's relay and echo did not answer within {START_TIMEOUT:?}")
+}
+
+/// One probe every `interval`; each waits up to [`PROBE_TIMEOUT`] for its own answer.
+fn run_probes(
+    session: &Session,
+    sock: &UdpSocket,
+    count: u32,
+    interval: Duration,
+) -> anyhow::Result<PingStats> {
+    let mut rtts = Vec::with_capacity(count as usize);
+    let mut buf = [0u8; 2048];
+    let start = Instant::now();
+    for seq in 0..count {
+        if session.interrupted() {
+            bail!("interrupted");
+        }
+        if let Some(wait) = (start + interval * seq).checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let mut probe = [0u8; PROBE];
+        probe[..4].copy_from_slice(&seq.to_be_bytes());
+        let sent = Instant::now();
+        sock.send(&probe).context("sending a floor probe")?;
+        while sent.elapsed() < PROBE_TIMEOUT {
+            match sock.recv(&mut buf) {
+                Ok(n) if n == PROBE && buf[..4] == seq.to_be_bytes() => {
+                    rtts.push(sent.elapsed());
+                    break;
+                }
+                Ok(_) => {} // a late answer to an earlier probe
+                Err(e) if would_block(&e) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                Err(e) => return Err(e).context("receiving a floor probe"),
+            }
+        }
+    }
+    Ok(stats(count, &rtts))
+}
+
+/// `ping`'s summary of `rtts` out of `transmitted` probes.
+fn stats(transmitted: u32, rtts: &[Duration]) -> PingStats {
+    let ms: Vec<f64> = rtts.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    let received = u32::try_from(ms.len()).unwrap_or(u32::MAX);
+    let (min_ms, max_ms, sum) = ms.iter().fold((f64::INFINITY, 0.0f64, 0.0), |acc, &v| {
+        (acc.0.min(v), acc.1.max(v), acc.2 + v)
+    });
+    PingStats {
+        transmitted,
+        received,
+        min_ms: if ms.is_empty() { 0.0 } else { min_ms },
+        avg_ms: if ms.is_empty() {
+            0.0
+        } else {
+            sum / ms.len() as f64
+        },
+        max_ms,
+    }
+}
+
+fn would_block(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// Where the floor's probes go, for the progress line.
+pub fn describe(hub_ip: Ipv4Addr) -> String {
+    format!("UDP relay on loopback → veth → echo at {hub_ip}, no TUN, no crypto")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_summarise_like_ping() {
+        let rtts = [
+            Duration::from_micros(100),
+            Duration::from_micros(300),
+            Duration::from_micros(200),
+        ];
+        let s = stats(4, &rtts);
+        assert_eq!((s.transmitted, s.received), (4, 3));
+        assert!((s.min_ms - 0.1).abs() < 1e-9, "{s:?}");
+        assert!((s.avg_ms - 0.2).abs() < 1e-9, "{s:?}");
+        assert!((s.max_ms - 0.3).abs() < 1e-9, "{s:?}");
+        let none = stats(2, &[]);
+        assert_eq!((none.received, none.avg_ms, none.min_ms), (0, 0.0, 0.0));
+    }
+}
