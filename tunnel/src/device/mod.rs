@@ -25,6 +25,8 @@ mod timers;
 mod tx;
 mod worker;
 
+pub use worker::{SPARSE, SPIN};
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;

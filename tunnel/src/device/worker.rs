@@ -31,9 +31,9 @@ use crate::io::{poll_readable, POLL_INTERVAL};
 /// How often fakes without a pollable descriptor are checked.
 const FAKE_POLL: Duration = Duration::from_millis(1);
 /// A sleep at least this long means sparse traffic: the next wake-up is followed by a spin.
-const SPARSE: Duration = Duration::from_millis(2);
+pub const SPARSE: Duration = Duration::from_millis(2);
 /// How long a worker stays awake after handling sparse traffic (see [`spin`]).
-const SPIN: Duration = Duration::from_micros(300);
+pub const SPIN: Duration = Duration::from_micros(300);
 
 /// Both stages at least this full ...
 const HEAVY_BATCH: usize = 32;
@@ -43,13 +43,12 @@ const HEAVY_ROUNDS: u32 = 4;
 /// The lead worker: both stages to completion, then `poll`; wakes the helper under two-way
 /// bulk load.
 pub(super) fn lead(device: Arc<Device>) {
-    // Set after a sleep of at least `SPARSE` (traffic is sparse: stay awake for the answer),
-    // cleared by the one spin it allows.
-    let mut spinning = false;
+    let mut spin_policy = SpinPolicy::default();
     let mut heavy_rounds = 0;
     while !device.stopping() {
         let tx = run_tx(&device);
         let rx = run_rx(&device);
+        spin_policy.handled(tx + rx);
         if tx >= HEAVY_BATCH && rx >= HEAVY_BATCH {
             heavy_rounds += 1;
             if heavy_rounds >= HEAVY_ROUNDS {
@@ -62,12 +61,40 @@ pub(super) fn lead(device: Arc<Device>) {
         if tx + rx > 0 {
             continue;
         }
-        if std::mem::take(&mut spinning) && spin(&device) {
+        if spin_policy.take() && spin(&device) {
             continue;
         }
         let slept = Instant::now();
         wait_for_work(&device);
-        spinning = slept.elapsed() >= SPARSE;
+        spin_policy.slept(slept.elapsed());
+    }
+}
+
+/// When the lead spins: once, after a sleep of at least `SPARSE` that ended with packets to
+/// handle (traffic is sparse: stay awake for the answer). A sleep that ends in the poll
+/// timeout with nothing to do arms nothing, so an idle device does not spin.
+#[derive(Debug, Default)]
+struct SpinPolicy {
+    after_long_sleep: bool,
+    armed: bool,
+}
+
+impl SpinPolicy {
+    /// The lead slept this long.
+    fn slept(&mut self, slept: Duration) {
+        self.after_long_sleep = slept >= SPARSE;
+    }
+
+    /// The lead's round handled this many packets.
+    fn handled(&mut self, packets: usize) {
+        if std::mem::take(&mut self.after_long_sleep) {
+            self.armed = packets > 0;
+        }
+    }
+
+    /// Whether to spin now (once per arming).
+    fn take(&mut self) -> bool {
+        std::mem::take(&mut self.armed)
     }
 }
 
@@ -163,5 +190,40 @@ fn wait_for_work(device: &Device) {
     // reports it invalid and returns at once, and the next round picks up the new one.
     if !poll_readable(&fds[..n], POLL_INTERVAL) && !device.tun.is_alive() {
         device.finish(DeviceExit::TunGone);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lead's cycle: sleep `slept`, then rounds handling these packet counts, then the
+    /// spin decision.
+    fn cycle(p: &mut SpinPolicy, slept: Duration, rounds: &[usize]) -> bool {
+        p.slept(slept);
+        for &n in rounds {
+            p.handled(n);
+        }
+        p.take()
+    }
+
+    #[test]
+    fn spins_once_after_a_long_sleep_that_ends_in_work() {
+        let mut p = SpinPolicy::default();
+        let long = POLL_INTERVAL;
+        // Idle: every poll times out with nothing to do, and nothing spins.
+        for _ in 0..10 {
+            assert!(!cycle(&mut p, long, &[0]));
+        }
+        // A ping after a long sleep: its burst (out, then the answer) arms one spin.
+        assert!(cycle(&mut p, Duration::from_millis(50), &[1, 1, 0]));
+        assert!(!p.take(), "one spin per arming");
+        // Under load no sleep lasts `SPARSE`: never.
+        for _ in 0..10 {
+            assert!(!cycle(&mut p, Duration::from_micros(200), &[32, 5, 0]));
+        }
+        // Only the round right after the sleep counts: later work does not arm.
+        assert!(!cycle(&mut p, SPARSE, &[0, 3, 0]));
+        assert!(cycle(&mut p, SPARSE, &[2, 0]));
     }
 }
