@@ -45,7 +45,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub no_edgewire: bool,
     /// Leave out the RTT floor: the same pings through a plain UDP relay (no TUN, no crypto)
-    /// that wakes up as often as a tunnel does, which is what any user-space tunnel pays here.
+    /// that sleeps and wakes as edgewire's workers do, i.e. what the wake-ups alone cost here.
     #[arg(long)]
     pub no_floor: bool,
     /// edgewire's kernel offloads: `on` (whatever the kernel has), `off`
@@ -599,8 +599,9 @@ fn table(args: &BenchArgs, generator: Generator, all: &[Results]) -> String {
     }
     if all.iter().any(Results::is_floor) {
         out.push_str(
-            "\nrelay floor: the same pings through a plain UDP relay that wakes up as often as a \
-             tunnel does\n(no TUN, no crypto): what any user-space tunnel pays on this machine.\n",
+            "\nrelay floor: the same pings through a plain UDP relay (no TUN, no crypto) that \
+             sleeps and wakes as\nedgewire's workers do: what the wake-ups alone cost on this \
+             machine.\n",
         );
     }
     let mut errors = String::new();
