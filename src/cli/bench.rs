@@ -290,14 +290,10 @@ fn measure_floor(
             Duration::from_millis(50),
         )
     });
-    let rtt = match rtt {
-        Ok(p) if p.received == 0 => Err(format!("0 of {} probes answered", p.transmitted)),
-        other => other,
-    };
     Results {
         label: FLOOR_LABEL.to_owned(),
         command: "plain UDP relay in edgewire bench (no TUN, no crypto)".to_owned(),
-        rtt: Some(rtt),
+        rtt: Some(answered(rtt, "probes answered")),
         ..Results::default()
     }
 }
@@ -341,12 +337,16 @@ fn run_tests(
     r.rtt = Some(step(tag, &name, fmt_rtt, || {
         traffic::ping(session, gw_ns, addr.hub, args.pings, 0.05)
     }));
-    if let Some(Ok(p)) = &r.rtt {
-        if p.received == 0 {
-            r.rtt = Some(Err(format!("0 of {} echo replies", p.transmitted)));
-        }
-    }
+    r.rtt = r.rtt.take().map(|m| answered(m, "echo replies"));
     Ok(())
+}
+
+/// An RTT test in which nothing came back is a failure ("0 of N `what`"), not a 0 ms RTT.
+fn answered(rtt: Result<PingStats, String>, what: &str) -> Result<PingStats, String> {
+    match rtt {
+        Ok(p) if p.received == 0 => Err(format!("0 of {} {what}", p.transmitted)),
+        other => other,
+    }
 }
 
 /// One implementation's rounds as one result: each figure's median, the highest ping max,

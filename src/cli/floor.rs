@@ -26,7 +26,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use edgewire_tunnel::device::{SPARSE, SPIN};
 
 use super::netns::{self_exe, Ns, Session, Spawn};
-use super::traffic::PingStats;
+use super::traffic::{timed_out, PingStats};
 
 /// Bytes per probe, like ping's default 56 + 8.
 const PROBE: usize = 64;
@@ -182,7 +182,7 @@ impl Relay<'_> {
                     let _ = self.wire.send(&self.buf[..len]);
                     n += 1;
                 }
-                Err(e) if would_block(&e) => break,
+                Err(e) if timed_out(&e) => break,
                 Err(e) => return Err(e),
             }
         }
@@ -194,7 +194,7 @@ impl Relay<'_> {
                     }
                     n += 1;
                 }
-                Err(e) if would_block(&e) => break,
+                Err(e) if timed_out(&e) => break,
                 // An ICMP error queued on the socket (the echo not up yet): skip it.
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
                 Err(e) => return Err(e),
@@ -217,7 +217,7 @@ fn wait_answering(session: &Session, sock: &UdpSocket) -> anyhow::Result<()> {
         let answered = sock.send(&[0xff; PROBE]).and_then(|_| sock.recv(&mut buf));
         match answered {
             Ok(_) => return Ok(()),
-            Err(e) if would_block(&e) => {}
+            Err(e) if timed_out(&e) => {}
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
     }
@@ -252,7 +252,7 @@ fn run_probes(
                     break;
                 }
                 Ok(_) => {} // a late answer to an earlier probe
-                Err(e) if would_block(&e) => break,
+                Err(e) if timed_out(&e) => break,
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
                 Err(e) => return Err(e).context("receiving a floor probe"),
             }
@@ -263,29 +263,19 @@ fn run_probes(
 
 /// `ping`'s summary of `rtts` out of `transmitted` probes.
 fn stats(transmitted: u32, rtts: &[Duration]) -> PingStats {
-    let ms: Vec<f64> = rtts.iter().map(|d| d.as_secs_f64() * 1e3).collect();
-    let received = u32::try_from(ms.len()).unwrap_or(u32::MAX);
-    let (min_ms, max_ms, sum) = ms.iter().fold((f64::INFINITY, 0.0f64, 0.0), |acc, &v| {
-        (acc.0.min(v), acc.1.max(v), acc.2 + v)
-    });
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let received = u32::try_from(rtts.len()).unwrap_or(u32::MAX);
     PingStats {
         transmitted,
         received,
-        min_ms: if ms.is_empty() { 0.0 } else { min_ms },
-        avg_ms: if ms.is_empty() {
+        min_ms: rtts.iter().copied().min().map_or(0.0, ms),
+        avg_ms: if received == 0 {
             0.0
         } else {
-            sum / ms.len() as f64
+            ms(rtts.iter().sum::<Duration>()) / f64::from(received)
         },
-        max_ms,
+        max_ms: rtts.iter().copied().max().map_or(0.0, ms),
     }
-}
-
-fn would_block(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-    )
 }
 
 /// Where the floor's probes go, for the progress line.

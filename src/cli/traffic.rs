@@ -373,6 +373,14 @@ pub fn parse_ping(text: &str) -> Option<PingStats> {
     Some(stats)
 }
 
+/// A read or write on a socket with a timeout (or non-blocking) that found nothing to do.
+pub fn timed_out(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
 /// Stops the generator threads at the end of a run, whatever path it takes.
 struct StopOnDrop(Arc<AtomicBool>);
 
@@ -440,10 +448,7 @@ fn builtin_tcp(
             let chunk = vec![0x5au8; 128 * 1024];
             while !stop_tx.load(Ordering::Relaxed) {
                 if let Err(e) = tx.write(&chunk) {
-                    if !matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) {
+                    if !timed_out(&e) {
                         break;
                     }
                 }
@@ -457,11 +462,7 @@ fn builtin_tcp(
                     Ok(n) => {
                         count.fetch_add(n as u64, Ordering::Relaxed);
                     }
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) => {}
+                    Err(e) if timed_out(&e) => {}
                     Err(_) => break,
                 }
             }
