@@ -1,17 +1,17 @@
 //! The standard `wg` tool against edgewire, in both offload modes: `wg show`, `wg show
 //! dump`, `wg showconf`, `wg set … peer X endpoint … persistent-keepalive …` on an
-//! established peer while traffic flows, `wg syncconf` adding and removing a peer, and
-//! roaming.
+//! established peer while traffic flows, `wg syncconf` adding and removing a peer,
+//! `wg set listen-port` on a live tunnel, and roaming.
 //!
 //! The hub (the subject of the `wg` commands) runs `edgewire up`; the gateway runs the bare
 //! mode `edgewire tun -f`, configured with `wg setconf`. Both use a preshared key.
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::traffic::{ping, ping_all, transfer, wait_ping};
-use common::tunnel::{Impl, Offload, Pair, Shapes, Tunnel, GW_IP, HUB_IP};
+use common::tunnel::{Impl, Offload, Pair, Shapes, Tunnel, GW_IP, HUB_IP, PORT};
 use common::wg;
 
 struct Setup {
@@ -308,6 +308,51 @@ fn syncconf_adds_and_removes(offload: Offload) {
     );
 }
 
+/// `wg set listen-port` on a live hub, five times: each time the hub answers on the new port
+/// at once and the session survives. The hub's worker is asleep on the old socket when the
+/// change lands (the tunnel has been idle), so this checks that the change wakes it: asleep
+/// until its 2 s safety timeout instead, a ping would wait up to 2 s, and five pings under
+/// 700 ms each would all pass by chance less than once in 100 runs.
+fn listen_port_change(offload: Offload) {
+    if !common::require_root(&format!("wg set listen-port ({offload:?})"), &[]) {
+        return;
+    }
+    let x = setup("wlp");
+    let (hub, gw) = start(&x, offload);
+    let hs = hub.latest_handshake(&x.s.gw_keys.public);
+    let hub_underlay = x.pair.veth.a_ip;
+    for port in (PORT + 1..).take(5) {
+        let port_s = port.to_string();
+        hub.wg(&["set", &x.hub_if, "listen-port", &port_s]).check();
+        assert_eq!(hub.dump().iface.listen_port, port);
+        let endpoint = format!("{hub_underlay}:{port}");
+        gw.wg(&[
+            "set",
+            &x.gw_if,
+            "peer",
+            &x.s.hub_keys.public,
+            "endpoint",
+            &endpoint,
+        ])
+        .check();
+        // Idle long enough for both workers to be asleep in `poll` again.
+        std::thread::sleep(Duration::from_millis(100));
+        let started = Instant::now();
+        let r = ping(&x.pair.b, HUB_IP, 1);
+        let took = started.elapsed();
+        assert_eq!(r.received, 1, "no answer on port {port}:\n{}", r.output);
+        assert!(
+            took < Duration::from_millis(700),
+            "the first ping after moving to port {port} took {took:?}"
+        );
+    }
+    assert_eq!(
+        hub.latest_handshake(&x.s.gw_keys.public),
+        hs,
+        "moving the port reset the session"
+    );
+}
+
 /// Issue 2 item 7: a peer's endpoint follows its latest authenticated packet.
 fn roaming(offload: Offload) {
     if !common::require_root(&format!("roaming ({offload:?})"), &[]) {
@@ -364,6 +409,16 @@ fn syncconf_adds_and_removes_offload_on() {
 #[test]
 fn syncconf_adds_and_removes_offload_off() {
     syncconf_adds_and_removes(Offload::Off);
+}
+
+#[test]
+fn listen_port_change_offload_on() {
+    listen_port_change(Offload::On);
+}
+
+#[test]
+fn listen_port_change_offload_off() {
+    listen_port_change(Offload::Off);
 }
 
 #[test]

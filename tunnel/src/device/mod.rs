@@ -11,8 +11,8 @@
 //! 3. timers: every `TICK_INTERVAL`, session timers and keepalives → UDP batch → send.
 //!
 //! Threads (`worker.rs`): a lead worker runs both stages to completion and sleeps in one
-//! `poll` on the TUN and the socket; a helper joins only while both directions are
-//! saturated, taking the rx stage so that encryption and decryption use two cores. The
+//! `poll` on the TUN, the socket and a waker (idle, it makes no syscalls); a helper joins
+//! only while both directions are saturated, taking the rx stage so that encryption and decryption use two cores. The
 //! timer thread is separate.
 //!
 //! Locks: the core sits in one `RwLock`. A stage holds it for reading for one batch; a UAPI
@@ -34,7 +34,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use crate::io::{TunIo, UdpBinder, UdpIo};
+use crate::io::{TunIo, UdpBinder, UdpIo, Waker};
 use crate::key::PublicKey;
 use crate::proto::{Core, Counters, CountersSnapshot};
 use crate::uapi::model::SetError;
@@ -66,6 +66,8 @@ pub struct Device {
     rx_stage: Mutex<rx::RxStage>,
     // Lifecycle, guarded by `exit`.
     stop: AtomicBool,
+    // Wakes the lead worker from its `poll` (stop, new socket, helper done: `worker.rs`).
+    waker: Waker,
     // The helper worker parks here until the lead asks for help (`worker.rs`).
     help: Mutex<bool>,
     help_wanted: Condvar,
@@ -95,6 +97,7 @@ impl Device {
             udp: RwLock::new(udp),
             udp_generation: AtomicU64::new(0),
             stop: AtomicBool::new(false),
+            waker: Waker::new()?,
             help: Mutex::new(false),
             help_wanted: Condvar::new(),
             helper_calls: AtomicU64::new(0),
@@ -183,6 +186,7 @@ impl Device {
         }
         self.exited.notify_all();
         drop(exit);
+        self.waker.wake();
         let _help = self.help.lock();
         self.help_wanted.notify_all();
     }
@@ -230,6 +234,7 @@ impl UapiDevice for Device {
         if let Some(sock) = new_socket {
             *self.udp.write() = sock;
             self.udp_generation.fetch_add(1, Ordering::SeqCst);
+            self.waker.wake();
         }
         Ok(())
     }

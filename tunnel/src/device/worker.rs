@@ -2,11 +2,12 @@
 //!
 //! The lead loops: run the tx stage (non-blocking, one batch), run the rx stage; with
 //! nothing to do in either, `poll` the TUN and the socket (those whose stage nobody holds)
-//! for up to `POLL_INTERVAL`. One thread carries a packet in and the kernel's answer (a ping
-//! reply, a TCP ACK) out without waking anyone: a wake-up is most of a tunnel's idle
-//! round-trip time on a virtual machine, and every wake-up costs a context switch under
-//! load. After a long sleep (sparse traffic) the lead stays awake for a moment after the
-//! burst ([`spin`]) so that the answer to what it just sent is caught without a wake-up.
+//! and the device's waker, with no timeout that matters (idle, the lead makes no syscalls).
+//! One thread carries a packet in and the kernel's answer (a ping reply, a TCP ACK) out
+//! without waking anyone: a wake-up is most of a tunnel's idle round-trip time on a virtual
+//! machine, and every wake-up costs a context switch under load. After a long sleep (sparse
+//! traffic) the lead stays awake for a moment after the burst ([`spin`]) so that the answer
+//! to what it just sent is caught without a wake-up.
 //!
 //! The helper sleeps on a condition variable until the lead sees both stages with full
 //! batches several rounds in a row (bulk traffic both ways: a hub relaying, uploads and
@@ -20,14 +21,16 @@
 //! +17 % (medians of 3), idle ping 0.25 instead of 0.30 ms; the earlier one-thread-per-
 //! direction design had 0.29-0.45 ms.
 
-use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Device, DeviceExit};
-use crate::io::{poll_readable, POLL_INTERVAL};
+use crate::io::poll_readable;
 
+/// A safety net only: how often an idle lead checks that its TUN still exists, should a
+/// kernel not report a deleted TUN to `poll`.
+const IDLE_CHECK: Duration = Duration::from_secs(2);
 /// How often fakes without a pollable descriptor are checked.
 const FAKE_POLL: Duration = Duration::from_millis(1);
 /// A sleep at least this long means sparse traffic: the next wake-up is followed by a spin.
@@ -110,6 +113,8 @@ pub(super) fn help(device: Arc<Device>) {
             *wanted = false;
         }
         while !device.stopping() && run_rx(&device) + run_tx(&device) > 0 {}
+        // The lead may be asleep on the TUN alone while this thread held the rx stage.
+        device.waker.wake();
     }
 }
 
@@ -156,7 +161,9 @@ fn run_rx(device: &Device) -> usize {
         .map_or(0, |mut rx| rx.run(device))
 }
 
-/// Sleeps on the descriptors whose stage nobody is running: the other worker drains the rest.
+/// Sleeps on the descriptors whose stage nobody is running (the other worker drains the
+/// rest) and on the device's waker. Nothing else wakes it: stop, a new socket and the
+/// helper's return all go through the waker, and a deleted TUN polls as an error.
 fn wait_for_work(device: &Device) {
     let tun_fd = if device.tx_stage.is_locked() {
         None
@@ -167,28 +174,29 @@ fn wait_for_work(device: &Device) {
         .rx_stage
         .try_lock()
         .map(|mut rx| rx.socket(device).poll_fd());
-    let mut fds = [0 as RawFd; 2];
-    let mut n = 0;
-    for fd in [tun_fd, udp_fd].into_iter().flatten() {
-        let Some(fd) = fd else {
-            // A fake: no descriptor to sleep on.
-            std::thread::sleep(FAKE_POLL);
-            if !device.tun.is_alive() {
-                device.finish(DeviceExit::TunGone);
-            }
-            return;
-        };
-        fds[n] = fd;
-        n += 1;
+    if tun_fd == Some(None) || udp_fd == Some(None) {
+        // A fake: no descriptor to sleep on.
+        std::thread::sleep(FAKE_POLL);
+        if !device.tun.is_alive() {
+            device.finish(DeviceExit::TunGone);
+        }
+        return;
     }
-    if n == 0 {
+    if tun_fd.is_none() && udp_fd.is_none() {
         // Both stages are busy on the other worker (a stage just changed hands).
         std::thread::yield_now();
         return;
     }
-    // A socket replaced meanwhile (listen_port change) may be closed under us: poll then
-    // reports it invalid and returns at once, and the next round picks up the new one.
-    if !poll_readable(&fds[..n], POLL_INTERVAL) && !device.tun.is_alive() {
+    let fds = [
+        tun_fd.flatten(),
+        udp_fd.flatten(),
+        Some(device.waker.poll_fd()),
+    ];
+    let readable = poll_readable(fds, Some(IDLE_CHECK));
+    if readable[2] {
+        device.waker.drain();
+    }
+    if readable == [false; 3] && !device.tun.is_alive() {
         device.finish(DeviceExit::TunGone);
     }
 }
@@ -210,7 +218,7 @@ mod tests {
     #[test]
     fn spins_once_after_a_long_sleep_that_ends_in_work() {
         let mut p = SpinPolicy::default();
-        let long = POLL_INTERVAL;
+        let long = IDLE_CHECK;
         // Idle: every poll times out with nothing to do, and nothing spins.
         for _ in 0..10 {
             assert!(!cycle(&mut p, long, &[0]));

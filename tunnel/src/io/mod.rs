@@ -14,6 +14,7 @@ mod poll;
 pub mod tun_linux;
 #[cfg(target_os = "linux")]
 pub mod udp_linux;
+mod waker;
 
 pub use batch::{Batch, Entry, NO_ADDR};
 pub use offload::Offload;
@@ -22,6 +23,7 @@ pub use poll::poll_readable;
 pub use tun_linux::{LinuxTun, TunError};
 #[cfg(target_os = "linux")]
 pub use udp_linux::{LinuxUdp, LinuxUdpBinder};
+pub use waker::Waker;
 
 use std::io;
 use std::net::SocketAddr;

@@ -1,0 +1,59 @@
+//! Waking a worker asleep in `poll`: an eventfd in its poll set.
+//!
+//! The lead worker sleeps without a timeout on the TUN and the socket; everything else that
+//! needs it awake (stop, a new socket after a `listen_port` change, the helper handing the
+//! rx stage back) calls [`Waker::wake`]. Idle, the lead then makes no syscalls: its 100 ms
+//! poll timeout used to cost 4.6 ms of CPU per 5 s on a virtual machine (0.09 % of a core),
+//! against 0.5 ms now (a 2 s safety timeout).
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+
+use nix::sys::eventfd::{EfdFlags, EventFd};
+
+pub struct Waker {
+    fd: EventFd,
+}
+
+impl Waker {
+    pub fn new() -> io::Result<Self> {
+        let fd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
+        Ok(Self { fd })
+    }
+
+    /// Makes the descriptor readable until [`Waker::drain`].
+    pub fn wake(&self) {
+        // EAGAIN only if the counter is at its maximum: it is readable already.
+        let _ = self.fd.write(1);
+    }
+
+    /// Makes the descriptor unreadable again; whether it was woken.
+    pub fn drain(&self) -> bool {
+        // EAGAIN: not woken since the last drain.
+        self.fd.read().is_ok_and(|n| n > 0)
+    }
+
+    pub fn poll_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::poll_readable;
+    use std::time::Duration;
+
+    #[test]
+    fn wakes_a_poll_until_drained() {
+        let waker = Waker::new().unwrap();
+        let fds = [Some(waker.poll_fd())];
+        assert_eq!(poll_readable(fds, Some(Duration::ZERO)), [false]);
+        waker.wake();
+        waker.wake();
+        assert_eq!(poll_readable(fds, Some(Duration::from_secs(5))), [true]);
+        assert!(waker.drain(), "two wakes, one drain");
+        assert!(!waker.drain());
+        assert_eq!(poll_readable(fds, Some(Duration::ZERO)), [false]);
+    }
+}
