@@ -11,9 +11,9 @@
 //! 3. timers: every `TICK_INTERVAL`, session timers and keepalives → UDP batch → send.
 //!
 //! Threads (`worker.rs`): a lead worker runs both stages to completion and sleeps in one
-//! `poll` on the TUN, the socket and a waker (idle, it makes no syscalls); a helper joins
-//! only while both directions are saturated, taking the rx stage so that encryption and decryption use two cores. The
-//! timer thread is separate.
+//! `poll` on the TUN, the socket and a waker (idle, it wakes once every 2 s); a helper
+//! joins only while both directions are saturated, taking the rx stage so that encryption
+//! and decryption use two cores. The timer thread is separate.
 //!
 //! Locks: the core sits in one `RwLock`. A stage holds it for reading for one batch; a UAPI
 //! `set` takes it for writing between batches. Per-peer session state has its own mutex

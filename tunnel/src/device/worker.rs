@@ -2,7 +2,7 @@
 //!
 //! The lead loops: run the tx stage (non-blocking, one batch), run the rx stage; with
 //! nothing to do in either, `poll` the TUN and the socket (those whose stage nobody holds)
-//! and the device's waker, with no timeout that matters (idle, the lead makes no syscalls).
+//! and the device's waker, with only a 2 s safety timeout (idle, the lead stays asleep).
 //! One thread carries a packet in and the kernel's answer (a ping reply, a TCP ACK) out
 //! without waking anyone: a wake-up is most of a tunnel's idle round-trip time on a virtual
 //! machine, and every wake-up costs a context switch under load. After a long sleep (sparse
