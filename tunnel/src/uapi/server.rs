@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use parking_lot::{Condvar, Mutex};
 
+use crate::io::Waker;
 use crate::uapi::model::UapiDevice;
 use crate::uapi::protocol;
 
@@ -92,8 +93,8 @@ pub struct UapiServer {
     /// (device, inode) of the socket file we created.
     identity: (u64, u64),
     shared: Arc<Shared>,
-    /// Writing a byte here wakes the accept thread.
-    wake: UnixStream,
+    /// Wakes the accept thread (to stop).
+    wake: Arc<Waker>,
     accept: Option<JoinHandle<()>>,
 }
 
@@ -145,8 +146,9 @@ impl UapiServer {
         listener
             .set_nonblocking(true)
             .map_err(UapiError::io(&path, "making the listener non-blocking"))?;
-        let (wake, wake_rx) =
-            UnixStream::pair().map_err(UapiError::io(&path, "creating the wake-up pair"))?;
+        let wake =
+            Arc::new(Waker::new().map_err(UapiError::io(&path, "creating the wake-up eventfd"))?);
+        let accept_wake = Arc::clone(&wake);
         let shared = Arc::new(Shared {
             limits,
             stopping: AtomicBool::new(false),
@@ -156,7 +158,7 @@ impl UapiServer {
         let accept_shared = Arc::clone(&shared);
         let accept = std::thread::Builder::new()
             .name(format!("uapi-{iface}"))
-            .spawn(move || accept_loop(&listener, &wake_rx, &accept_shared, &device))
+            .spawn(move || accept_loop(&listener, &accept_wake, &accept_shared, &device))
             .map_err(UapiError::io(&path, "starting the accept thread"))?;
         std::mem::forget(cleanup);
         tracing::info!("UAPI listening on {}", path.display());
@@ -196,9 +198,7 @@ impl UapiServer {
         };
         self.shared.stopping.store(true, Ordering::SeqCst);
         self.shared.slot_freed.notify_all();
-        if let Err(e) = (&self.wake).write_all(&[1]) {
-            tracing::debug!("UAPI: waking the accept thread: {e}");
-        }
+        self.wake.wake();
         if accept.join().is_err() {
             tracing::error!("UAPI accept thread for {} panicked", self.path.display());
         }
@@ -229,7 +229,7 @@ impl Drop for UapiServer {
 
 fn accept_loop(
     listener: &UnixListener,
-    wake: &UnixStream,
+    wake: &Waker,
     shared: &Arc<Shared>,
     device: &Arc<dyn UapiDevice>,
 ) {
