@@ -64,14 +64,15 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for a signal, the socket's removal or the TUN's deletion.
+/// Waits for a signal, the socket's removal or the TUN's deletion, asleep until one happens.
 pub fn run_until_stopped(iface: &Interface, stop: &signals::StopFlag) -> ExitReason {
+    let stopper = iface.stopper();
+    stop.on_signal(move |sig| {
+        tracing::info!("received {sig}");
+        stopper.stop();
+    });
     loop {
-        if let Some(sig) = stop.received() {
-            tracing::info!("received {sig}");
-            return ExitReason::Stopped;
-        }
-        if let Some(reason) = iface.wait(Some(Duration::from_millis(200))) {
+        if let Some(reason) = iface.wait(None) {
             return reason;
         }
     }

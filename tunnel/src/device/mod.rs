@@ -74,6 +74,9 @@ pub struct Device {
     helper_calls: AtomicU64,
     exit: Mutex<Option<DeviceExit>>,
     exited: Condvar,
+    // Readable from the moment `exit` is set, and never drained: for callers that wait in
+    // `poll` together with other descriptors (`Interface::wait`).
+    exit_signal: Waker,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -103,6 +106,7 @@ impl Device {
             helper_calls: AtomicU64::new(0),
             exit: Mutex::new(None),
             exited: Condvar::new(),
+            exit_signal: Waker::new()?,
             threads: Mutex::new(Vec::new()),
         });
         let spawn = |name: &str, f: fn(Arc<Device>)| {
@@ -169,6 +173,17 @@ impl Device {
         *exit
     }
 
+    /// Why the device stopped, if it has; never blocks.
+    pub fn exited(&self) -> Option<DeviceExit> {
+        *self.exit.lock()
+    }
+
+    /// A descriptor that polls readable once the device has stopped (and stays so), for
+    /// waiting on it together with other descriptors.
+    pub fn exit_fd(&self) -> std::os::fd::RawFd {
+        self.exit_signal.poll_fd()
+    }
+
     /// How many times the lead worker called the helper in (two-way bulk load; `worker.rs`).
     pub fn helper_calls(&self) -> u64 {
         self.helper_calls.load(Ordering::Relaxed)
@@ -186,6 +201,7 @@ impl Device {
         }
         self.exited.notify_all();
         drop(exit);
+        self.exit_signal.wake();
         self.waker.wake();
         let _help = self.help.lock();
         self.help_wanted.notify_all();

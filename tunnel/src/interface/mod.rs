@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::Config;
 use crate::device::{Device, DeviceExit};
-use crate::io::{LinuxTun, LinuxUdpBinder, Offload, TunIo, UdpBinder};
+use crate::io::{poll_readable, LinuxTun, LinuxUdpBinder, Offload, TunIo, UdpBinder, Waker};
 use crate::key::PublicKey;
 use crate::netlink;
 use crate::uapi::server::{UapiServer, DEFAULT_SOCKET_DIR};
@@ -58,6 +58,27 @@ pub enum ExitReason {
     TunDeleted,
 }
 
+/// How often [`Interface::wait`] looks at the UAPI socket file when inotify is unavailable.
+const SOCKET_CHECK: Duration = Duration::from_millis(200);
+
+/// Asks an [`Interface`] to stop from another thread (a signal handler's thread, say).
+#[derive(Clone)]
+pub struct Stopper(Arc<StopState>);
+
+struct StopState {
+    requested: AtomicBool,
+    /// Readable once a stop was requested; never drained.
+    signal: Waker,
+}
+
+impl Stopper {
+    /// Makes [`Interface::wait`] return [`ExitReason::Stopped`]; returns at once.
+    pub fn stop(&self) {
+        self.0.requested.store(true, Ordering::SeqCst);
+        self.0.signal.wake();
+    }
+}
+
 /// What bring-up changed on the host, so teardown undoes exactly that.
 #[derive(Default)]
 struct Applied {
@@ -73,7 +94,7 @@ pub struct Interface {
     device: Arc<Device>,
     uapi: Option<UapiServer>,
     applied: Applied,
-    stop: AtomicBool,
+    stop: Stopper,
     /// Configured by wg-quick (bare `tun` mode): we did not set addresses or routes.
     bare: bool,
 }
@@ -170,6 +191,7 @@ impl Interface {
         tracing::info!("{name}: TUN offloads: {}", tun.offload_status());
         let tun: Arc<dyn TunIo> = Arc::new(tun);
         let binder: Arc<dyn UdpBinder> = Arc::new(LinuxUdpBinder::new(offload));
+        let stop = Waker::new().map_err(sys_err(format!("{name}: creating an eventfd")))?;
         let device =
             Device::start(tun, binder).map_err(sys_err(format!("{name}: starting device")))?;
         let mut iface = Interface {
@@ -182,7 +204,10 @@ impl Interface {
                 tun_created: true,
                 ..Default::default()
             },
-            stop: AtomicBool::new(false),
+            stop: Stopper(Arc::new(StopState {
+                requested: AtomicBool::new(false),
+                signal: stop,
+            })),
             bare,
         };
         let dir = iface
@@ -215,35 +240,60 @@ impl Interface {
     }
 
     /// Blocks until the interface should stop, or `timeout` passes (`None` = forever).
+    ///
+    /// Sleeps in one `poll` on the device's exit, a stop request and an inotify watch on the
+    /// UAPI socket file, so an idle interface's main thread does not wake up at all and a
+    /// signal or `wg-quick down` is acted on at once.
     pub fn wait(&self, timeout: Option<Duration>) -> Option<ExitReason> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
-            if self.stop.load(Ordering::SeqCst) {
-                return Some(ExitReason::Stopped);
+            if let Some(reason) = self.exit_reason() {
+                return Some(reason);
             }
-            if let Some(server) = &self.uapi {
-                if !server.socket_present() {
-                    return Some(ExitReason::SocketRemoved);
-                }
-            }
-            let step = Duration::from_millis(200);
-            let step = deadline.map_or(step, |d| {
-                d.saturating_duration_since(Instant::now()).min(step)
-            });
-            match self.device.wait(Some(step)) {
-                Some(DeviceExit::TunGone) => return Some(ExitReason::TunDeleted),
-                Some(DeviceExit::Stopped) => return Some(ExitReason::Stopped),
-                None => {}
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left == Some(Duration::ZERO) {
                 return None;
+            }
+            let removal = self.uapi.as_ref().map(UapiServer::removal_fd);
+            let step = match removal {
+                Some(None) => Some(left.map_or(SOCKET_CHECK, |l| l.min(SOCKET_CHECK))),
+                _ => left,
+            };
+            let fds = [
+                removal.flatten(),
+                Some(self.device.exit_fd()),
+                Some(self.stop.0.signal.poll_fd()),
+            ];
+            if poll_readable(fds, step)[0] {
+                if let Some(server) = &self.uapi {
+                    server.clear_removal_events();
+                }
             }
         }
     }
 
+    /// Why the interface should stop now, if it should; never blocks.
+    fn exit_reason(&self) -> Option<ExitReason> {
+        if self.stop.0.requested.load(Ordering::SeqCst) {
+            return Some(ExitReason::Stopped);
+        }
+        if self.uapi.as_ref().is_some_and(|s| !s.socket_present()) {
+            return Some(ExitReason::SocketRemoved);
+        }
+        self.device.exited().map(|exit| match exit {
+            DeviceExit::TunGone => ExitReason::TunDeleted,
+            DeviceExit::Stopped => ExitReason::Stopped,
+        })
+    }
+
     /// Asks [`Interface::wait`] to return [`ExitReason::Stopped`]; callable from any thread.
     pub fn request_stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.stop.stop();
+    }
+
+    /// A handle that does what [`Interface::request_stop`] does, for another thread.
+    pub fn stopper(&self) -> Stopper {
+        self.stop.clone()
     }
 
     /// Runs PreDown, saves the config if asked, removes routes, DNS, the socket and the
@@ -326,4 +376,106 @@ pub fn validate_name(name: &str) -> Result<(), UpError> {
 pub fn name_from_path(path: &Path) -> Option<String> {
     let stem = path.file_stem()?.to_str()?;
     (path.extension()? == "conf").then(|| stem.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netlink::testns::{in_netns, run};
+
+    /// How many times the calling thread has been scheduled (`schedstat`'s third field).
+    fn runs_of_this_thread() -> u64 {
+        std::fs::read_to_string("/proc/thread-self/schedstat")
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(2)?.parse().ok())
+            .expect("/proc/thread-self/schedstat")
+    }
+
+    struct TempDir(PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn bare(name: &str, dir: &TempDir) -> Interface {
+        let options = UpOptions {
+            socket_dir: Some(dir.0.clone()),
+            no_hooks: true,
+            config_path: None,
+        };
+        Interface::bare(name, options).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    /// Runs `f` on another thread (in this namespace) after 50 ms, while the caller waits.
+    fn soon(f: impl FnOnce() + Send + 'static) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            f();
+        })
+    }
+
+    fn wait_for(iface: &Interface) -> Option<ExitReason> {
+        let before = runs_of_this_thread();
+        let reason = iface.wait(Some(Duration::from_secs(20)));
+        let woke = runs_of_this_thread() - before;
+        assert!(
+            woke <= 3,
+            "{}: the waiting thread ran {woke} times",
+            iface.name()
+        );
+        reason
+    }
+
+    #[test]
+    fn wait_sleeps_until_a_stop_the_socket_s_removal_or_the_tun_s_deletion() {
+        in_netns("interface-wait", |tag| {
+            let dir = TempDir(std::env::temp_dir().join(format!("ewiw-{tag}")));
+
+            // Idle: one sleep for the whole timeout (it was a wake-up every 200 ms).
+            let a = bare(&format!("ewiwa{tag}"), &dir);
+            let before = runs_of_this_thread();
+            assert_eq!(a.wait(Some(Duration::from_secs(1))), None);
+            let woke = runs_of_this_thread() - before;
+            assert!(
+                woke <= 2,
+                "idle: the waiting thread ran {woke} times in 1 s"
+            );
+            assert_eq!(a.wait(Some(Duration::ZERO)), None);
+
+            let stopper = a.stopper();
+            let t = soon(move || stopper.stop());
+            assert_eq!(wait_for(&a), Some(ExitReason::Stopped));
+            t.join().unwrap();
+            drop(a);
+
+            // `wg-quick down` and `edgewire down`: the socket file is unlinked.
+            let b = bare(&format!("ewiwb{tag}"), &dir);
+            let sock = b.uapi.as_ref().map(|s| s.path().to_owned()).unwrap();
+            let t = soon(move || std::fs::remove_file(sock).unwrap());
+            assert_eq!(wait_for(&b), Some(ExitReason::SocketRemoved));
+            t.join().unwrap();
+            drop(b);
+
+            // Another file renamed over the socket: not ours any more.
+            let c = bare(&format!("ewiwc{tag}"), &dir);
+            let sock = c.uapi.as_ref().map(|s| s.path().to_owned()).unwrap();
+            let other = dir.0.join("other");
+            std::fs::write(&other, b"").unwrap();
+            let t = soon(move || std::fs::rename(other, sock).unwrap());
+            assert_eq!(wait_for(&c), Some(ExitReason::SocketRemoved));
+            t.join().unwrap();
+            drop(c);
+
+            // `ip link del`.
+            let name = format!("ewiwd{tag}");
+            let d = bare(&name, &dir);
+            let t = soon(move || {
+                run(&format!("ip link del {name}"));
+            });
+            assert_eq!(wait_for(&d), Some(ExitReason::TunDeleted));
+            t.join().unwrap();
+        });
+    }
 }

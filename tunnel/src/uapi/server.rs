@@ -14,12 +14,15 @@
 //! process created in the meantime.
 //!
 //! Like wireguard-go, the owner of the interface should stop when the socket file is gone
-//! (`wg-quick down` removes it): poll [`UapiServer::socket_present`].
+//! (`wg-quick down` removes it). As in wireguard-go (`ipc/uapi_linux.go`), an inotify watch
+//! on the socket file says when to look: [`UapiServer::removal_fd`] polls readable when the
+//! file's link count changes or it is deleted or moved; [`UapiServer::socket_present`] then
+//! says whether it is still ours.
 
 use std::collections::HashMap;
 use std::fs::{self, DirBuilder, Permissions};
 use std::io::{self, BufReader, ErrorKind, Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -29,6 +32,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use parking_lot::{Condvar, Mutex};
 
 use crate::io::Waker;
@@ -96,6 +100,9 @@ pub struct UapiServer {
     /// Wakes the accept thread (to stop).
     wake: Arc<Waker>,
     accept: Option<JoinHandle<()>>,
+    /// Watches the socket file; `None` if inotify is unavailable (the owner then looks at
+    /// the file periodically).
+    removal: Option<Inotify>,
 }
 
 struct Shared {
@@ -161,6 +168,7 @@ impl UapiServer {
             .spawn(move || accept_loop(&listener, &accept_wake, &accept_shared, &device))
             .map_err(UapiError::io(&path, "starting the accept thread"))?;
         std::mem::forget(cleanup);
+        let removal = watch_removal(&path);
         tracing::info!("UAPI listening on {}", path.display());
         Ok(Self {
             path,
@@ -168,6 +176,7 @@ impl UapiServer {
             shared,
             wake,
             accept: Some(accept),
+            removal,
         })
     }
 
@@ -179,6 +188,21 @@ impl UapiServer {
     /// False once someone removed (or replaced) it: time for the interface to go away.
     pub fn socket_present(&self) -> bool {
         same_file(&self.path, self.identity)
+    }
+
+    /// A descriptor that polls readable when the socket file may have been removed or
+    /// replaced (its link count changed, it was deleted or moved); `None` without inotify.
+    /// After it does, call [`Self::clear_removal_events`] and [`Self::socket_present`].
+    pub fn removal_fd(&self) -> Option<RawFd> {
+        self.removal.as_ref().map(|i| i.as_fd().as_raw_fd())
+    }
+
+    /// Consumes what made [`Self::removal_fd`] readable.
+    pub fn clear_removal_events(&self) {
+        if let Some(watch) = &self.removal {
+            // EAGAIN: nothing pending. Events are only hints; `socket_present` decides.
+            while watch.read_events().is_ok_and(|events| !events.is_empty()) {}
+        }
     }
 
     #[cfg(test)]
@@ -487,6 +511,27 @@ fn bind_private(
         tracing::warn!("UAPI: could not remove {}: {e}", private.display());
     }
     result
+}
+
+/// An inotify watch on the socket file (as wireguard-go's `UAPIListen`). A file that
+/// is unlinked while our listener still holds it reports `IN_ATTRIB` (link count), not
+/// `IN_DELETE_SELF`; a rename over it also drops its link count.
+fn watch_removal(path: &Path) -> Option<Inotify> {
+    let watch = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).and_then(|watch| {
+        let events =
+            AddWatchFlags::IN_ATTRIB | AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_MOVE_SELF;
+        watch.add_watch(path, events).map(|_| watch)
+    });
+    match watch {
+        Ok(watch) => Some(watch),
+        Err(e) => {
+            tracing::info!(
+                "UAPI: cannot watch {} with inotify ({e}); checking it periodically",
+                path.display()
+            );
+            None
+        }
+    }
 }
 
 fn same_file(path: &Path, identity: (u64, u64)) -> bool {
