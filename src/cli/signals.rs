@@ -1,5 +1,6 @@
 //! SIGINT/SIGTERM without async-signal-safety worries: block them in every thread, and let
-//! one thread `sigwait` for them and set a flag.
+//! one thread `sigwait` for them, set a flag and call the hooks registered with
+//! [`StopFlag::on_signal`] (which wake whatever waits, say an interface's `wait`).
 
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
