@@ -22,3 +22,6 @@ pub mod proto;
 pub mod route;
 pub mod uapi;
 pub mod wire;
+
+#[cfg(test)]
+mod testdir;

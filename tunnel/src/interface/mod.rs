@@ -382,6 +382,7 @@ pub fn name_from_path(path: &Path) -> Option<String> {
 mod tests {
     use super::*;
     use crate::netlink::testns::{in_netns, run};
+    use crate::testdir::TempDir;
 
     /// How many times the calling thread has been scheduled (`schedstat`'s third field).
     fn runs_of_this_thread() -> u64 {
@@ -389,14 +390,6 @@ mod tests {
             .ok()
             .and_then(|s| s.split_whitespace().nth(2)?.parse().ok())
             .expect("/proc/thread-self/schedstat")
-    }
-
-    struct TempDir(PathBuf);
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
     }
 
     fn bare(name: &str, dir: &TempDir) -> Interface {
@@ -431,7 +424,7 @@ mod tests {
     #[test]
     fn wait_sleeps_until_a_stop_the_socket_s_removal_or_the_tun_s_deletion() {
         in_netns("interface-wait", |tag| {
-            let dir = TempDir(std::env::temp_dir().join(format!("ewiw-{tag}")));
+            let dir = TempDir::new("interface-wait");
 
             // Idle: one sleep for the whole timeout (it was a wake-up every 200 ms).
             let a = bare(&format!("ewiwa{tag}"), &dir);

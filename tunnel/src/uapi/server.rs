@@ -562,24 +562,8 @@ mod tests {
     use std::io::{BufRead, Read, Write};
 
     use super::*;
+    use crate::testdir::TempDir;
     use crate::uapi::memory::MemoryDevice;
-
-    /// A directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> Self {
-            static N: AtomicU64 = AtomicU64::new(0);
-            let n = N.fetch_add(1, Ordering::Relaxed);
-            Self(std::env::temp_dir().join(format!("ewuapi-{}-{tag}-{n}", std::process::id())))
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
 
     fn request(path: &Path, input: &str) -> String {
         let mut stream =
@@ -602,7 +586,7 @@ mod tests {
 
     #[test]
     fn get_and_set_over_the_socket_with_mode_0600() {
-        let tmp = TempDir::new("rw");
+        let tmp = TempDir::new("uapi-rw");
         let dir = tmp.0.join("run/wireguard");
         let (device, server) = serve(&dir, "ewt0");
         let path = dir.join("ewt0.sock");
@@ -652,7 +636,7 @@ mod tests {
 
     #[test]
     fn stale_socket_is_replaced_and_live_one_refused() {
-        let tmp = TempDir::new("stale");
+        let tmp = TempDir::new("uapi-stale");
         let path = tmp.0.join("ewt1.sock");
         fs::create_dir_all(&tmp.0).expect("dir");
         // A socket file whose process is gone: connecting to it is refused.
@@ -683,7 +667,7 @@ mod tests {
 
     #[test]
     fn socket_present_follows_the_file_and_shutdown_leaves_others_alone() {
-        let tmp = TempDir::new("gone");
+        let tmp = TempDir::new("uapi-gone");
         let (_device, server) = serve(&tmp.0, "ewt3");
         let path = tmp.0.join("ewt3.sock");
         assert!(server.socket_present());
@@ -698,7 +682,7 @@ mod tests {
 
     #[test]
     fn interface_names_are_checked() {
-        let tmp = TempDir::new("names");
+        let tmp = TempDir::new("uapi-names");
         for name in [
             "",
             "a/b",
@@ -720,7 +704,7 @@ mod tests {
 
     #[test]
     fn connection_limit_queues_and_timeouts_free_slots() {
-        let tmp = TempDir::new("limit");
+        let tmp = TempDir::new("uapi-limit");
         let limits = Limits {
             max_connections: 2,
             io_timeout: Duration::from_millis(300),
@@ -783,7 +767,7 @@ mod tests {
 
     #[test]
     fn shutdown_closes_open_connections_promptly() {
-        let tmp = TempDir::new("stop");
+        let tmp = TempDir::new("uapi-stop");
         let (_device, server) = serve(&tmp.0, "ewt6");
         let mut client = UnixStream::connect(server.path()).expect("connect");
         client.write_all(b"get=1\n\n").expect("send");
