@@ -7,7 +7,7 @@
 //! many processes: the gateway end woken by the application, the hub end woken by the
 //! network, the application woken by the answer. No TUN, no crypto, no batching. The relay
 //! sleeps in `poll` on both its sockets and, after a long sleep, stays awake for the answer
-//! as edgewire's lead worker does ([`SPIN`]), which saves the gateway end its second
+//! as edgewire's lead worker does (the same [`SpinPolicy`]), which saves the gateway end its second
 //! wake-up; the echo does not (measured: an echo that spins as well made the floor worse,
 //! 0.25 against 0.14 ms, by taking the vCPU the gateway end needed). On a virtual machine
 //! whose vCPUs halt when idle these wake-ups are most of a tunnel's idle RTT, and this is
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use edgewire_tunnel::device::{SPARSE, SPIN};
+use edgewire_tunnel::device::SpinPolicy;
 
 use super::netns::{self_exe, Ns, Session, Spawn};
 use super::traffic::{timed_out, PingStats};
@@ -131,8 +131,8 @@ fn run_echo(sock: &UdpSocket) -> std::io::Result<()> {
 
 /// Forwards `app`'s datagrams to `wire` (connected) and `wire`'s back to whoever last sent
 /// on `app`, forever. It sleeps in `poll` on both when there is nothing to read and, like
-/// edgewire's lead worker, stays awake once for up to [`SPIN`] when a sleep of at least
-/// [`SPARSE`] ended with a datagram to forward, to catch the answer without a wake-up.
+/// edgewire's lead worker, stays awake when [`SpinPolicy`] says so (after a long sleep that
+/// ended with a datagram to forward), to catch the answer without a wake-up.
 fn run_relay(app: &UdpSocket, wire: &UdpSocket) -> std::io::Result<()> {
     app.set_nonblocking(true)?;
     wire.set_nonblocking(true)?;
@@ -142,6 +142,7 @@ fn run_relay(app: &UdpSocket, wire: &UdpSocket) -> std::io::Result<()> {
         client: None,
         buf: [0; 2048],
     };
+    let mut policy = SpinPolicy::default();
     loop {
         let slept = Instant::now();
         let mut fds = [
@@ -149,15 +150,19 @@ fn run_relay(app: &UdpSocket, wire: &UdpSocket) -> std::io::Result<()> {
             PollFd::new(wire.as_fd(), PollFlags::POLLIN),
         ];
         poll(&mut fds, PollTimeout::NONE)?;
-        let sparse = slept.elapsed() >= SPARSE;
-        if relay.forward()? > 0 && sparse {
-            let until = Instant::now() + SPIN;
-            while Instant::now() < until {
+        policy.slept(slept.elapsed());
+        policy.handled(relay.forward()?);
+        if let Some(window) = policy.take() {
+            let start = Instant::now();
+            let mut caught = None;
+            while start.elapsed() < window {
                 std::thread::yield_now();
                 if relay.forward()? > 0 {
+                    caught = Some(start.elapsed());
                     break;
                 }
             }
+            policy.spun(caught);
         }
     }
 }

@@ -21,11 +21,12 @@
 //! order is kept because a stage runs on one thread at a time, batch after batch.
 
 mod rx;
+mod spin;
 mod timers;
 mod tx;
 mod worker;
 
-pub use worker::{SPARSE, SPIN};
+pub use spin::{SpinPolicy, SPARSE, SPIN, SPIN_MAX, SPIN_MIN};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -6,8 +6,9 @@
 //! One thread carries a packet in and the kernel's answer (a ping reply, a TCP ACK) out
 //! without waking anyone: a wake-up is most of a tunnel's idle round-trip time on a virtual
 //! machine, and every wake-up costs a context switch under load. After a long sleep (sparse
-//! traffic) the lead stays awake for a moment after the burst ([`spin`]) so that the answer
-//! to what it just sent is caught without a wake-up.
+//! traffic) the lead stays awake for a moment after the burst ([`spin`], for a window that
+//! `spin.rs` adapts to the traffic) so that the answer to what it just sent is caught
+//! without a wake-up.
 //!
 //! The helper sleeps on a condition variable until the lead sees both stages with full
 //! batches several rounds in a row (bulk traffic both ways: a hub relaying, uploads and
@@ -25,6 +26,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::spin::SpinPolicy;
 use super::{Device, DeviceExit};
 use crate::io::poll_readable;
 
@@ -33,10 +35,6 @@ use crate::io::poll_readable;
 const IDLE_CHECK: Duration = Duration::from_secs(2);
 /// How often fakes without a pollable descriptor are checked.
 const FAKE_POLL: Duration = Duration::from_millis(1);
-/// A sleep at least this long means sparse traffic: the next wake-up is followed by a spin.
-pub const SPARSE: Duration = Duration::from_millis(2);
-/// How long a worker stays awake after handling sparse traffic (see [`spin`]).
-pub const SPIN: Duration = Duration::from_micros(300);
 
 /// Both stages at least this full ...
 const HEAVY_BATCH: usize = 32;
@@ -64,40 +62,16 @@ pub(super) fn lead(device: Arc<Device>) {
         if tx + rx > 0 {
             continue;
         }
-        if spin_policy.take() && spin(&device) {
-            continue;
+        if let Some(window) = spin_policy.take() {
+            let caught = spin(&device, window);
+            spin_policy.spun(caught);
+            if caught.is_some() {
+                continue;
+            }
         }
         let slept = Instant::now();
         wait_for_work(&device);
         spin_policy.slept(slept.elapsed());
-    }
-}
-
-/// When the lead spins: once, after a sleep of at least `SPARSE` that ended with packets to
-/// handle (traffic is sparse: stay awake for the answer). A sleep that ends in the poll
-/// timeout with nothing to do arms nothing, so an idle device does not spin.
-#[derive(Debug, Default)]
-struct SpinPolicy {
-    after_long_sleep: bool,
-    armed: bool,
-}
-
-impl SpinPolicy {
-    /// The lead slept this long.
-    fn slept(&mut self, slept: Duration) {
-        self.after_long_sleep = slept >= SPARSE;
-    }
-
-    /// The lead's round handled this many packets.
-    fn handled(&mut self, packets: usize) {
-        if std::mem::take(&mut self.after_long_sleep) {
-            self.armed = packets > 0;
-        }
-    }
-
-    /// Whether to spin now (once per arming).
-    fn take(&mut self) -> bool {
-        std::mem::take(&mut self.armed)
     }
 }
 
@@ -127,22 +101,21 @@ fn wake_helper(device: &Device) {
     }
 }
 
-/// Stays awake for up to `SPIN` after sparse traffic, running both stages until one has
-/// work; `true` if one had. A request that just went out (a ping, a TCP SYN, a k3s API call)
-/// usually has its answer back within this window, and catching it awake saves a wake-up:
-/// on a virtual machine that is about 50 µs, a third of an idle tunnel's round trip.
-/// `sched_yield` between rounds lets anything runnable on this core (the application waiting
-/// for that answer) go first. Bounded: one window per sleep of at least `SPARSE`, so at most
-/// `SPIN / SPARSE` of a core, and never under sustained load (no sleep is that long).
-fn spin(device: &Device) -> bool {
-    let until = Instant::now() + SPIN;
-    while Instant::now() < until && !device.stopping() {
+/// Stays awake for up to `window` after sparse traffic, running both stages until one has
+/// work; how long that took, or `None` if the window passed. A request that just went out
+/// (a ping, a TCP SYN, a k3s API call) usually has its answer back within the window
+/// (`spin.rs` adapts it to the traffic), and catching it awake saves a wake-up: on a virtual
+/// machine that is a large part of an idle tunnel's round trip. `sched_yield` between rounds
+/// lets anything runnable on this core (the application waiting for that answer) go first.
+fn spin(device: &Device, window: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < window && !device.stopping() {
         std::thread::yield_now();
         if run_tx(device) + run_rx(device) > 0 {
-            return true;
+            return Some(start.elapsed());
         }
     }
-    false
+    None
 }
 
 /// Runs the tx stage once without waiting: how many packets it handled (0 if it had none or
@@ -198,40 +171,5 @@ fn wait_for_work(device: &Device) {
     }
     if readable == [false; 3] && !device.tun.is_alive() {
         device.finish(DeviceExit::TunGone);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The lead's cycle: sleep `slept`, then rounds handling these packet counts, then the
-    /// spin decision.
-    fn cycle(p: &mut SpinPolicy, slept: Duration, rounds: &[usize]) -> bool {
-        p.slept(slept);
-        for &n in rounds {
-            p.handled(n);
-        }
-        p.take()
-    }
-
-    #[test]
-    fn spins_once_after_a_long_sleep_that_ends_in_work() {
-        let mut p = SpinPolicy::default();
-        let long = IDLE_CHECK;
-        // Idle: every poll times out with nothing to do, and nothing spins.
-        for _ in 0..10 {
-            assert!(!cycle(&mut p, long, &[0]));
-        }
-        // A ping after a long sleep: its burst (out, then the answer) arms one spin.
-        assert!(cycle(&mut p, Duration::from_millis(50), &[1, 1, 0]));
-        assert!(!p.take(), "one spin per arming");
-        // Under load no sleep lasts `SPARSE`: never.
-        for _ in 0..10 {
-            assert!(!cycle(&mut p, Duration::from_micros(200), &[32, 5, 0]));
-        }
-        // Only the round right after the sleep counts: later work does not arm.
-        assert!(!cycle(&mut p, SPARSE, &[0, 3, 0]));
-        assert!(cycle(&mut p, SPARSE, &[2, 0]));
     }
 }
