@@ -7,11 +7,12 @@
 //! many processes: the gateway end woken by the application, the hub end woken by the
 //! network, the application woken by the answer. No TUN, no crypto, no batching. The relay
 //! sleeps in `poll` on both its sockets and, after a long sleep, stays awake for the answer
-//! as edgewire's lead worker does (the same [`SpinPolicy`]), which saves the gateway end its second
-//! wake-up; the echo does not (measured: an echo that spins as well made the floor worse,
-//! 0.25 against 0.14 ms, by taking the vCPU the gateway end needed). On a virtual machine
-//! whose vCPUs halt when idle these wake-ups are most of a tunnel's idle RTT, and this is
-//! the figure to hold a tunnel's ping against.
+//! as edgewire's lead worker does (the same [`SpinPolicy`] and [`stay_awake`]), which saves
+//! the gateway end its second wake-up; the echo does not (measured: an echo that spins as
+//! well made the floor worse, 0.25 against 0.14 ms, by taking the vCPU the gateway end
+//! needed; edgewire's answering end shrinks its window to 20 µs for the same reason). On a
+//! virtual machine whose vCPUs halt when idle these wake-ups are most of a tunnel's idle
+//! RTT, and this is the figure to hold a tunnel's ping against.
 //!
 //! The relay and the echo are this executable again (`edgewire relay-floor`, hidden), so the
 //! bench needs nothing installed for them.
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use edgewire_tunnel::device::SpinPolicy;
+use edgewire_tunnel::device::{stay_awake, SpinPolicy};
 
 use super::netns::{self_exe, Ns, Session, Spawn};
 use super::traffic::{timed_out, PingStats};
@@ -153,16 +154,7 @@ fn run_relay(app: &UdpSocket, wire: &UdpSocket) -> std::io::Result<()> {
         policy.slept(slept.elapsed());
         policy.handled(relay.forward()?);
         if let Some(window) = policy.take() {
-            let start = Instant::now();
-            let mut caught = None;
-            while start.elapsed() < window {
-                std::thread::yield_now();
-                if relay.forward()? > 0 {
-                    caught = Some(start.elapsed());
-                    break;
-                }
-            }
-            policy.spun(caught);
+            policy.spun(stay_awake(window, || relay.forward())?);
         }
     }
 }

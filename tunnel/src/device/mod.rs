@@ -26,7 +26,7 @@ mod timers;
 mod tx;
 mod worker;
 
-pub use spin::{SpinPolicy, SPARSE, SPIN, SPIN_MAX, SPIN_MIN};
+pub use spin::{stay_awake, SpinPolicy, SPARSE, SPIN, SPIN_MAX, SPIN_MIN};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -18,7 +18,7 @@
 //! spin takes at most `SPIN_MAX / (SPARSE + SPIN_MAX)` of a core. Sans-IO: durations come in,
 //! decisions go out; `worker.rs` and the bench's RTT floor drive it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A sleep at least this long means sparse traffic: the next wake-up with work arms a spin.
 pub const SPARSE: Duration = Duration::from_millis(2);
@@ -96,6 +96,24 @@ impl SpinPolicy {
     pub fn window(&self) -> Duration {
         self.window
     }
+}
+
+/// Stays awake for up to `window`: `sched_yield` (anything runnable on this core, such as
+/// the application waiting for the answer, goes first), then one `round`, until a round
+/// handles something. How long that took, or `None` if the window passed; a round's error
+/// ends the spin.
+pub fn stay_awake<E>(
+    window: Duration,
+    mut round: impl FnMut() -> Result<usize, E>,
+) -> Result<Option<Duration>, E> {
+    let start = Instant::now();
+    while start.elapsed() < window {
+        std::thread::yield_now();
+        if round()? > 0 {
+            return Ok(Some(start.elapsed()));
+        }
+    }
+    Ok(None)
 }
 
 fn clamp(d: Duration) -> Duration {

@@ -6,8 +6,8 @@
 //! One thread carries a packet in and the kernel's answer (a ping reply, a TCP ACK) out
 //! without waking anyone: a wake-up is most of a tunnel's idle round-trip time on a virtual
 //! machine, and every wake-up costs a context switch under load. After a long sleep (sparse
-//! traffic) the lead stays awake for a moment after the burst ([`spin`], for a window that
-//! `spin.rs` adapts to the traffic) so that the answer to what it just sent is caught
+//! traffic) the lead stays awake for a moment after the burst (for a window that `spin.rs`
+//! adapts to the traffic) so that the answer to what it just sent is caught
 //! without a wake-up.
 //!
 //! The helper sleeps on a condition variable until the lead sees both stages with full
@@ -22,11 +22,12 @@
 //! +17 % (medians of 3), idle ping 0.25 instead of 0.30 ms; the earlier one-thread-per-
 //! direction design had 0.29-0.45 ms.
 
+use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::spin::SpinPolicy;
+use super::spin::{stay_awake, SpinPolicy};
 use super::{Device, DeviceExit};
 use crate::io::poll_readable;
 
@@ -63,7 +64,11 @@ pub(super) fn lead(device: Arc<Device>) {
             continue;
         }
         if let Some(window) = spin_policy.take() {
-            let caught = spin(&device, window);
+            // A request that just went out (a ping, a TCP SYN, a k3s API call) usually has
+            // its answer back within the window; catching it awake saves a wake-up.
+            let Ok(caught) = stay_awake(window, || {
+                Ok::<_, Infallible>(run_tx(&device) + run_rx(&device))
+            });
             spin_policy.spun(caught);
             if caught.is_some() {
                 continue;
@@ -99,23 +104,6 @@ fn wake_helper(device: &Device) {
         device.helper_calls.fetch_add(1, Ordering::Relaxed);
         device.help_wanted.notify_one();
     }
-}
-
-/// Stays awake for up to `window` after sparse traffic, running both stages until one has
-/// work; how long that took, or `None` if the window passed. A request that just went out
-/// (a ping, a TCP SYN, a k3s API call) usually has its answer back within the window
-/// (`spin.rs` adapts it to the traffic), and catching it awake saves a wake-up: on a virtual
-/// machine that is a large part of an idle tunnel's round trip. `sched_yield` between rounds
-/// lets anything runnable on this core (the application waiting for that answer) go first.
-fn spin(device: &Device, window: Duration) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < window && !device.stopping() {
-        std::thread::yield_now();
-        if run_tx(device) + run_rx(device) > 0 {
-            return Some(start.elapsed());
-        }
-    }
-    None
 }
 
 /// Runs the tx stage once without waiting: how many packets it handled (0 if it had none or
