@@ -245,8 +245,10 @@ fn server(ctx: &Ctx) -> Result<(), String> {
         &format!("Wrote kubeconfig {}", kubeconfig.display()),
     );
 
-    notify_ready();
+    // Recorded before READY=1 goes out: the launcher may relay it, and the test see it,
+    // before a record written afterwards (the test checks READY comes after "ready").
     ctx.rec("ready", "");
+    notify_ready();
     log("info", "k3s is up and running");
     Ok(())
 }
@@ -313,10 +315,11 @@ fn agent(ctx: &Ctx) -> Result<(), String> {
         match attempt {
             Ok(()) => {
                 log("info", &format!("Joined the cluster at {url}"));
-                notify_ready();
+                // Recorded first, as for the server.
                 if let Some(p) = &rec {
                     record::append(p, "ready", "");
                 }
+                notify_ready();
                 return;
             }
             Err(e) if e == PASSWORD_REJECTED => {
