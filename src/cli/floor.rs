@@ -18,13 +18,13 @@
 //! bench needs nothing installed for them.
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::os::fd::AsFd;
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use edgewire_tunnel::device::{stay_awake, SpinPolicy};
+use edgewire_tunnel::io::poll_readable;
 
 use super::netns::{self_exe, Ns, Session, Spawn};
 use super::traffic::{timed_out, PingStats};
@@ -146,11 +146,8 @@ fn run_relay(app: &UdpSocket, wire: &UdpSocket) -> std::io::Result<()> {
     let mut policy = SpinPolicy::default();
     loop {
         let slept = Instant::now();
-        let mut fds = [
-            PollFd::new(app.as_fd(), PollFlags::POLLIN),
-            PollFd::new(wire.as_fd(), PollFlags::POLLIN),
-        ];
-        poll(&mut fds, PollTimeout::NONE)?;
+        // As the worker sleeps; an interrupted poll just means one more empty round.
+        poll_readable([Some(app.as_raw_fd()), Some(wire.as_raw_fd())], None);
         policy.slept(slept.elapsed());
         policy.handled(relay.forward()?);
         if let Some(window) = policy.take() {

@@ -31,11 +31,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use parking_lot::{Condvar, Mutex};
 
-use crate::io::Waker;
+use crate::io::{poll_readable, Waker};
 use crate::uapi::model::UapiDevice;
 use crate::uapi::protocol;
 
@@ -270,19 +269,9 @@ fn accept_loop(
         if stopping() {
             break;
         }
-        let mut fds = [
-            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
-            PollFd::new(wake.as_fd(), PollFlags::POLLIN),
-        ];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => {
-                tracing::error!("UAPI: poll failed: {e}");
-                std::thread::sleep(Duration::from_millis(100));
-                continue;
-            }
-        }
-        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+        // A failed or interrupted poll reports nothing: `accept` below then finds nothing too.
+        let [_, woken] = poll_readable([Some(listener.as_raw_fd()), Some(wake.poll_fd())], None);
+        if woken {
             break;
         }
         match listener.accept() {
