@@ -5,9 +5,10 @@
 //! 1. tx: TUN → read (TSO super-packets split in place in the read buffer) → per packet:
 //!    route lookup, encrypt into the UDP batch → send the batch (GSO where the socket
 //!    supports it).
-//! 2. rx: UDP → read a batch of at most `BATCH_PACKETS` datagrams (GRO where supported) →
-//!    per datagram: find the peer, decrypt into the TUN batch, protocol replies into a UDP
-//!    batch → write both batches (TCP/UDP coalesced on the TUN where the kernel allows).
+//! 2. rx: UDP → read a batch (GRO where supported) → per datagram: find the peer, decrypt into
+//!    the TUN batch, protocol replies into a UDP batch → write both batches (TCP/UDP
+//!    coalesced on the TUN where the kernel allows); after a large TUN write, yield to the
+//!    packets' reader.
 //! 3. timers: every `TICK_INTERVAL`, session timers and keepalives → UDP batch → send.
 //!
 //! Threads (`worker.rs`): a lead worker runs both stages to completion and sleeps in one

@@ -8,8 +8,7 @@
 //! machine, and every wake-up costs a context switch under load. After a long sleep (sparse
 //! traffic) the lead stays awake for a moment after the burst (for a window that `spin.rs`
 //! adapts to the traffic) so that the answer to what it just sent is caught
-//! without a wake-up. Under load, each rx run is one budget of packets and a large one ends
-//! with a yield, so that whoever reads them gets to run (see [`HANDOVER`]).
+//! without a wake-up.
 //!
 //! The helper sleeps on a condition variable until the lead sees both stages with full
 //! batches several rounds in a row (bulk traffic both ways: a hub relaying, uploads and
@@ -37,18 +36,6 @@ use crate::io::poll_readable;
 const IDLE_CHECK: Duration = Duration::from_secs(2);
 /// How often fakes without a pollable descriptor are checked.
 const FAKE_POLL: Duration = Duration::from_millis(1);
-
-/// An rx run that delivered at least this many packets ends with `sched_yield`.
-///
-/// Delivering to the TUN wakes its reader (an application's socket), and the kernel tends
-/// to queue it on this very CPU (a "sync" wake-up), behind the worker. A worker that went
-/// straight on to the next batch would fill the reader's socket buffer faster than the
-/// reader could ever run, and the buffer drops the rest: 64-byte UDP on 2 vCPUs, the
-/// reader (iperf3, default 208 KiB buffer) read 69-76 k datagrams/s of about 200 k
-/// delivered. Handing over after each run of at most `BATCH_PACKETS` (NAPI's budget idea)
-/// lets it read 121-144 k (docs/PERFORMANCE.md, "Handing over to the reader"). With nobody
-/// else runnable the call returns at once; a ping's packets never reach the threshold.
-const HANDOVER: usize = 32;
 
 /// Both stages at least this full ...
 const HEAVY_BATCH: usize = 32;
@@ -120,7 +107,7 @@ fn wake_helper(device: &Device) {
 }
 
 /// Runs the tx stage once without waiting: how many packets it handled (0 if it had none or
-/// the other worker holds it).
+/// the other worker holds it). Likewise [`run_rx`].
 fn run_tx(device: &Device) -> usize {
     device
         .tx_stage
@@ -128,16 +115,11 @@ fn run_tx(device: &Device) -> usize {
         .map_or(0, |mut tx| tx.run(device))
 }
 
-/// Likewise for the rx stage; a run of at least [`HANDOVER`] packets ends with a yield.
 fn run_rx(device: &Device) -> usize {
-    let n = device
+    device
         .rx_stage
         .try_lock()
-        .map_or(0, |mut rx| rx.run(device));
-    if n >= HANDOVER {
-        std::thread::yield_now();
-    }
-    n
+        .map_or(0, |mut rx| rx.run(device))
 }
 
 /// Sleeps on the descriptors whose stage nobody is running (the other worker drains the
