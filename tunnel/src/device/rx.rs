@@ -13,8 +13,11 @@ use super::{Device, DeviceExit, BATCH_BYTES, BATCH_PACKETS};
 use crate::io::udp_linux::{RECV_BATCH_BYTES, RECV_BATCH_ENTRIES};
 use crate::io::{Batch, UdpIo};
 use crate::proto::RxOutcome;
+use crate::wire::ip::PROTO_TCP;
+use crate::wire::IpView;
 
-/// A TUN write of at least this many packets is followed by `sched_yield`.
+/// A TUN write of at least this many datagrams (packets other than TCP) is followed by
+/// `sched_yield`.
 ///
 /// Delivering to the TUN wakes the packets' reader (an application's socket), and the
 /// kernel tends to queue it on this very CPU (a "sync" wake-up), behind the worker. A worker
@@ -100,9 +103,57 @@ fn flush(device: &Device, socket: &dyn UdpIo, to_tun: &mut Batch, to_net: &mut B
         }
     }
     send_batch(socket, to_net);
-    if to_tun.len() >= HANDOVER {
+    if to_tun.len() >= HANDOVER && datagrams(to_tun) >= HANDOVER {
         std::thread::yield_now();
     }
     to_tun.clear();
     to_net.clear();
+}
+
+/// Packets in `batch` that a burst can lose: everything but TCP, whose window already keeps
+/// a burst within what the reader's buffer holds. TCP gains nothing from a hand-over, so it
+/// keeps the scheduling it was measured with (one of two A/Bs that yielded for TCP too had
+/// four streams 5 % slower, the other no difference).
+fn datagrams(batch: &Batch) -> usize {
+    batch
+        .iter()
+        .filter(|(packet, _)| {
+            IpView::new_checked(*packet).map_or(true, |ip| ip.protocol() != PROTO_TCP)
+        })
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datagrams_are_the_packets_other_than_tcp() {
+        let to = "10.0.0.1:1".parse().unwrap();
+        let v4 = |proto: u8| {
+            let mut p = [0u8; 28];
+            p[0] = 0x45;
+            p[9] = proto;
+            p
+        };
+        let v6 = |next: u8| {
+            let mut p = [0u8; 48];
+            p[0] = 0x60;
+            p[6] = next;
+            p
+        };
+        let mut batch = Batch::new(16, 4096);
+        for packet in [
+            &v4(PROTO_TCP)[..],
+            &v4(17),
+            &v4(1),
+            &v6(PROTO_TCP),
+            &v6(17),
+            &[0x45; 3],
+        ] {
+            assert!(batch.push(packet, to));
+        }
+        // UDP and ICMP over IPv4, UDP over IPv6, and what is not even an IP header.
+        assert_eq!(datagrams(&batch), 4);
+    }
 }

@@ -1,4 +1,5 @@
-//! IPv4/IPv6 header view: just what routing needs (version, addresses, length).
+//! IPv4/IPv6 header view: just what routing needs (version, addresses, length), and the
+//! transport protocol.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -55,6 +56,17 @@ impl<T: AsRef<[u8]>> IpView<T> {
         }
     }
 
+    /// The transport protocol: IPv4's protocol field, IPv6's next header (an extension
+    /// header's number where one comes first).
+    pub fn protocol(&self) -> u8 {
+        let b = self.buf.as_ref();
+        if self.version() == 4 {
+            b[9]
+        } else {
+            b[6]
+        }
+    }
+
     /// The length the header claims for the whole packet.
     pub fn total_len(&self) -> usize {
         let b = self.buf.as_ref();
@@ -65,6 +77,9 @@ impl<T: AsRef<[u8]>> IpView<T> {
         }
     }
 }
+
+/// The IP protocol number of TCP.
+pub const PROTO_TCP: u8 = 6;
 
 fn array16(s: &[u8]) -> [u8; 16] {
     let mut a = [0u8; 16];
@@ -89,6 +104,7 @@ mod tests {
         assert_eq!(v.source(), IpAddr::from([10, 8, 0, 1]));
         assert_eq!(v.destination(), IpAddr::from([10, 8, 0, 2]));
         assert_eq!(v.total_len(), 84);
+        assert_eq!(v.protocol(), 1);
     }
 
     #[test]
@@ -96,11 +112,13 @@ mod tests {
         let mut p = [0u8; 48];
         p[0] = 0x60;
         p[5] = 8;
+        p[6] = PROTO_TCP;
         p[8..24].copy_from_slice(&"fd00::1".parse::<Ipv6Addr>().unwrap().octets());
         p[24..40].copy_from_slice(&"fd00::2".parse::<Ipv6Addr>().unwrap().octets());
         let v = IpView::new_checked(&p[..]).unwrap();
         assert_eq!(v.destination(), "fd00::2".parse::<IpAddr>().unwrap());
         assert_eq!(v.total_len(), 48);
+        assert_eq!(v.protocol(), PROTO_TCP);
     }
 
     #[test]
