@@ -27,7 +27,8 @@ use crate::wire::IpView;
 /// datagrams/s of about 200 k delivered. Yielding after each write of up to `BATCH_PACKETS`
 /// (NAPI's budget idea) lets it read 136-145 k, with TCP as before (docs/PERFORMANCE.md,
 /// "Handing over to the reader"). With nobody else runnable the call returns at once; a
-/// ping's packets never reach the threshold.
+/// ping's packets never reach the threshold. It only reaches a reader in the worker's own
+/// scheduling group (session or cgroup): one in another group gains nothing, loses nothing.
 const HANDOVER: usize = 32;
 
 pub(super) struct RxStage {
