@@ -8,6 +8,7 @@
 //! a malformed header yields [`SplitError`], never a panic.
 
 use super::batch::{Batch, NO_ADDR};
+use crate::wire::ip::{PROTO_TCP, PROTO_UDP};
 
 /// Whether kernel offloads (TUN vnet_hdr/TSO, UDP GSO/GRO) may be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -306,7 +307,7 @@ impl SegmentPlan {
         };
         write_u16(o, csum_at, 0);
         let (src, dst) = ip_addrs(o).ok_or(SplitError::Truncated)?;
-        let proto = if self.is_tcp { 6 } else { 17 };
+        let proto = if self.is_tcp { PROTO_TCP } else { PROTO_UDP };
         let l4_len = (total - l4) as u32;
         let mut c = checksum(&o[l4..], pseudo_header_nofold(src, dst, proto, l4_len));
         if !self.is_tcp && c == 0 {

@@ -26,6 +26,7 @@ use super::offload::{
     VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6,
     VIRTIO_NET_HDR_GSO_UDP_L4, VNET_HDR_LEN,
 };
+use crate::wire::ip::{PROTO_TCP, PROTO_UDP};
 
 /// Room [`GroTable::header`] needs: virtio header + IPv6 (40) + TCP with options (60).
 pub const MAX_GRO_HEADER: usize = VNET_HDR_LEN + 40 + 60;
@@ -248,12 +249,12 @@ impl GroTable {
         };
         let (proto, csum_at) = if out.udp {
             write_u16(h, l4 + 4, l4_len as u16);
-            (17, l4 + 6)
+            (PROTO_UDP, l4 + 6)
         } else {
             if out.psh {
                 h[l4 + 13] |= TCP_PSH;
             }
-            (6, l4 + 16)
+            (PROTO_TCP, l4 + 16)
         };
         // CHECKSUM_PARTIAL: the field holds the folded, non-inverted pseudo-header sum.
         let partial = checksum_fold(pseudo_header_nofold(saddr, daddr, proto, l4_len as u32));
@@ -356,7 +357,7 @@ fn l4_info(p: &[u8]) -> Option<L4Info> {
     };
     let l4 = p.get(ip_hdr_len..)?;
     key.ports.copy_from_slice(l4.get(..4)?);
-    if proto == 17 {
+    if proto == PROTO_UDP {
         key.udp = true;
         let payload = l4.len().checked_sub(8)?;
         if usize::from(read_u16(l4, 4)) != l4.len() {
@@ -373,7 +374,7 @@ fn l4_info(p: &[u8]) -> Option<L4Info> {
             candidate,
         });
     }
-    if proto != 6 {
+    if proto != PROTO_TCP {
         return None;
     }
     let tcp_hdr_len = usize::from(*l4.get(12)? >> 4) * 4;

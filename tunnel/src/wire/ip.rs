@@ -78,8 +78,9 @@ impl<T: AsRef<[u8]>> IpView<T> {
     }
 }
 
-/// The IP protocol number of TCP.
+/// IP protocol numbers (IPv4's protocol, IPv6's next header).
 pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
 
 fn array16(s: &[u8]) -> [u8; 16] {
     let mut a = [0u8; 16];
