@@ -34,7 +34,8 @@ fn core() -> &'static Core {
 
 fuzz_target!(|data: &[u8]| {
     let _ = WgView::new_checked(data).map(|v| v.receiver_index());
-    let _ = IpView::new_checked(data).map(|v| (v.source(), v.destination(), v.total_len()));
+    let _ = IpView::new_checked(data)
+        .map(|v| (v.source(), v.destination(), v.total_len(), v.protocol()));
     let core = core();
     let now = Instant::now();
     let (mut to_tun, mut to_net) = (Batch::new(8, 16 * 1024), Batch::new(8, 16 * 1024));
