@@ -8,6 +8,10 @@ use super::WireError;
 const IPV4_MIN_HEADER: usize = 20;
 const IPV6_HEADER: usize = 40;
 
+/// IP protocol numbers (IPv4's protocol, IPv6's next header).
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+
 /// A packet that starts with a complete IPv4 or IPv6 header.
 #[derive(Debug, Clone, Copy)]
 pub struct IpView<T: AsRef<[u8]>> {
@@ -77,10 +81,6 @@ impl<T: AsRef<[u8]>> IpView<T> {
         }
     }
 }
-
-/// IP protocol numbers (IPv4's protocol, IPv6's next header).
-pub const PROTO_TCP: u8 = 6;
-pub const PROTO_UDP: u8 = 17;
 
 fn array16(s: &[u8]) -> [u8; 16] {
     let mut a = [0u8; 16];
