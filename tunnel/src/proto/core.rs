@@ -61,15 +61,21 @@ struct Keys {
     dalek_public: boringtun::x25519::PublicKey,
 }
 
+/// The maps the data path reads once or twice per packet. Their keys are assigned here
+/// (sequential peer ids, our own session index prefixes): a datagram can make us look a key
+/// up but never insert one, so SipHash's flooding defence buys nothing there (and cost 9 %
+/// of a 64-byte decapsulate, docs/PERFORMANCE.md). foldhash is still seeded per process.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Everything a WireGuard interface knows, with no I/O.
 pub struct Core {
     keys: Option<Keys>,
     listen_port: u16,
     fwmark: u32,
-    peers: HashMap<PeerId, Arc<Peer>>,
+    peers: FastMap<PeerId, Arc<Peer>>,
     by_key: HashMap<PublicKey, PeerId>,
     /// Our 24-bit session index prefix → peer.
-    by_index: HashMap<u32, PeerId>,
+    by_index: FastMap<u32, PeerId>,
     routes: AllowedIps<PeerId>,
     limiter: Arc<RateLimiter>,
     limiter_reset: Mutex<Option<Instant>>,
@@ -91,9 +97,9 @@ impl Core {
             keys: None,
             listen_port: 0,
             fwmark: 0,
-            peers: HashMap::new(),
+            peers: FastMap::default(),
             by_key: HashMap::new(),
-            by_index: HashMap::new(),
+            by_index: FastMap::default(),
             routes: AllowedIps::new(),
             limiter: Arc::new(RateLimiter::new(
                 &PublicKey::default().to_dalek(),
