@@ -434,6 +434,11 @@ fn bench_json_short_run() {
         floor["max_ms"].as_f64().unwrap_or(0.0),
     );
     assert!(favg > 0.0 && fmax >= favg, "{v:#}");
+    // The host's steal during each column's tests: a share, where /proc/stat has one.
+    for steal in [&r["host_steal_pct"], &floor["host_steal_pct"]] {
+        let pct = steal.as_f64().unwrap_or(-1.0);
+        assert!((0.0..=100.0).contains(&pct), "{v:#}");
+    }
     for want in [
         "✓ tunnel passes traffic",
         "✓ RTT floor, 20 × 0.05 s",

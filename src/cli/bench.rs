@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use super::floor;
 use super::netns::{self, Ns, Session, Veth};
+use super::steal;
 use super::traffic::{self, Generator, PingStats, Rig, UdpRate};
 use super::tunnels::{self, Addressing, Implementation};
 
@@ -24,6 +25,8 @@ pub const MTU: u32 = 1420;
 const SMALL_UDP: usize = 64;
 /// The column of the RTT floor.
 const FLOOR_LABEL: &str = "relay floor";
+/// Steal (per cent of CPU time) from which a progress line and the table point it out.
+const STEAL_WORTH_NAMING: f64 = 1.0;
 /// How long a tunnel may take to pass its first ping.
 const FIRST_TRAFFIC: Duration = Duration::from_secs(15);
 
@@ -91,6 +94,9 @@ struct Results {
     reverse: Measure<f64>,
     udp: Measure<UdpRate>,
     rtt: Measure<PingStats>,
+    /// Per cent of the CPU time the hypervisor gave elsewhere during these tests; merged
+    /// rounds keep the worst.
+    steal_pct: Option<f64>,
 }
 
 impl Results {
@@ -255,15 +261,18 @@ fn measure(
             return Err(e);
         }
     };
-    let outcome = run_tests(
-        session,
-        args,
-        generator,
-        (hub_ns, addr),
-        (gw_ns, addr),
-        tag,
-        r,
-    );
+    let (outcome, steal_pct) = steal::during(|| {
+        run_tests(
+            session,
+            args,
+            generator,
+            (hub_ns, addr),
+            (gw_ns, addr),
+            tag,
+            r,
+        )
+    });
+    r.steal_pct = steal_pct;
     tunnels::stop(session, &gw);
     tunnels::stop(session, &hub);
     outcome
@@ -281,19 +290,22 @@ fn measure_floor(
         args.pings,
         floor::describe(veth.a_ip)
     );
-    let rtt = step(tag, &name, fmt_rtt, || {
-        floor::relay_rtt(
-            session,
-            (hub_ns, veth.a_ip),
-            (gw_ns, veth.b_ip),
-            args.pings,
-            Duration::from_millis(50),
-        )
+    let (rtt, steal_pct) = steal::during(|| {
+        step(tag, &name, fmt_rtt, || {
+            floor::relay_rtt(
+                session,
+                (hub_ns, veth.a_ip),
+                (gw_ns, veth.b_ip),
+                args.pings,
+                Duration::from_millis(50),
+            )
+        })
     });
     Results {
         label: FLOOR_LABEL.to_owned(),
         command: "plain UDP relay in edgewire bench (no TUN, no crypto)".to_owned(),
         rtt: Some(answered(rtt, "probes answered")),
+        steal_pct,
         ..Results::default()
     }
 }
@@ -389,6 +401,7 @@ fn merge_rounds(mut rounds: Vec<Results>) -> Results {
                 p
             })
         }),
+        steal_pct: rounds.iter().filter_map(|r| r.steal_pct).reduce(f64::max),
     }
 }
 
@@ -420,7 +433,8 @@ fn lower_median<T>(mut values: Vec<T>, key: impl Fn(&T) -> f64) -> Option<T> {
     Some(values.swap_remove((values.len() - 1) / 2))
 }
 
-/// Runs one test with a progress line before and after.
+/// Runs one test with a progress line before and after; the line after names the host's
+/// steal during the test when it was high enough to matter.
 fn step<T>(
     tag: &str,
     name: &str,
@@ -428,13 +442,18 @@ fn step<T>(
     f: impl FnOnce() -> anyhow::Result<T>,
 ) -> Result<T, String> {
     progress(&format!("{tag}: {name} …"));
-    match f() {
+    let (result, steal_pct) = steal::during(f);
+    let steal = match steal_pct {
+        Some(p) if p >= STEAL_WORTH_NAMING => format!(" (host steal {p:.0} %)"),
+        _ => String::new(),
+    };
+    match result {
         Ok(v) => {
-            progress(&format!("{tag}: ✓ {name}: {}", show(&v)));
+            progress(&format!("{tag}: ✓ {name}: {}{steal}", show(&v)));
             Ok(v)
         }
         Err(e) => {
-            progress(&format!("{tag}: ✗ {name}: {e:#}"));
+            progress(&format!("{tag}: ✗ {name}: {e:#}{steal}"));
             Err(format!("{e:#}"))
         }
     }
@@ -552,6 +571,16 @@ fn table(args: &BenchArgs, generator: Generator, all: &[Results]) -> String {
                 .map(|r| cell(&r.rtt, |p| format!("{:.3} ms", p.max_ms)))
                 .collect(),
         ),
+        (
+            if args.rounds > 1 {
+                "host steal, worst round".into()
+            } else {
+                "host steal".into()
+            },
+            all.iter()
+                .map(|r| r.steal_pct.map_or("-".into(), |p| format!("{p:.1} %")))
+                .collect(),
+        ),
     ];
     for (i, r) in all.iter().enumerate() {
         if r.error.is_some() {
@@ -602,6 +631,16 @@ fn table(args: &BenchArgs, generator: Generator, all: &[Results]) -> String {
             "\nrelay floor: the same pings through a plain UDP relay (no TUN, no crypto) that \
              sleeps and wakes as\nedgewire's workers do: what the wake-ups alone cost on this \
              machine.\n",
+        );
+    }
+    if all
+        .iter()
+        .any(|r| r.steal_pct.is_some_and(|p| p >= STEAL_WORTH_NAMING))
+    {
+        out.push_str(
+            "\nhost steal: the share of CPU time the hypervisor gave to other guests during \
+             the tests (/proc/stat).\nWhere it is high, the figures measure the host's \
+             neighbours as much as the tunnel.\n",
         );
     }
     let mut errors = String::new();
@@ -715,6 +754,7 @@ fn to_json(args: &BenchArgs, generator: Generator, all: &[Results]) -> Value {
                 "rtt_min_ms": json_measure(&r.rtt, |p| json!(p.min_ms)),
                 "pings_sent": json_measure(&r.rtt, |p| json!(p.transmitted)),
                 "pings_received": json_measure(&r.rtt, |p| json!(p.received)),
+                "host_steal_pct": r.steal_pct,
                 "errors": errors,
             })
         })
@@ -737,6 +777,7 @@ fn to_json(args: &BenchArgs, generator: Generator, all: &[Results]) -> Value {
             "probes_sent": json_measure(&f.rtt, |p| json!(p.transmitted)),
             "probes_answered": json_measure(&f.rtt, |p| json!(p.received)),
             "error": f.rtt.as_ref().and_then(|m| m.as_ref().err().cloned()),
+            "host_steal_pct": f.steal_pct,
         })),
     })
 }
@@ -782,6 +823,7 @@ mod tests {
                     avg_ms: 0.07,
                     max_ms: 0.2,
                 })),
+                steal_pct: Some(12.25),
                 ..Results::default()
             },
             Results {
@@ -831,6 +873,22 @@ mod tests {
             "the floor is the last column: {t}"
         );
         assert!(t.contains("relay floor: the same pings"), "{t}");
+        let steal = t
+            .lines()
+            .find(|l| l.starts_with("host steal"))
+            .unwrap_or_default();
+        assert!(
+            steal.contains("12.2 %") && steal.ends_with('-'),
+            "steal where measured: {t}"
+        );
+        assert!(t.contains("host steal: the share of CPU time"), "{t}");
+        let mut calm = sample();
+        calm[0].steal_pct = Some(0.4);
+        let t = table(&args(), Generator::Builtin, &calm);
+        assert!(
+            t.contains("0.4 %") && !t.contains("host steal: the share"),
+            "{t}"
+        );
     }
 
     #[test]
@@ -849,6 +907,8 @@ mod tests {
         assert_eq!(v["rtt_floor"]["avg_ms"], json!(0.055));
         assert_eq!(v["rtt_floor"]["probes_answered"], json!(5));
         assert_eq!(v["rtt_floor"]["error"], Value::Null);
+        assert_eq!(r["host_steal_pct"], json!(12.25));
+        assert_eq!(v["rtt_floor"]["host_steal_pct"], Value::Null);
     }
 
     #[test]
@@ -875,6 +935,7 @@ mod tests {
         };
         let mut bad = round(1e9, 1e3, 0.3, 0.3);
         bad.tcpn = Some(Err("iperf3 failed".into()));
+        bad.steal_pct = Some(30.0);
         let m = merge_rounds(vec![
             round(3e9, 100e3, 0.2, 0.5),
             round(5e9, 300e3, 0.1, 0.9),
@@ -893,6 +954,7 @@ mod tests {
         assert_eq!(m.tcpn, Some(Err("iperf3 failed".into())));
         assert_eq!(m.reverse, None);
         assert_eq!(m.first_reply_s, Some(0.4));
+        assert_eq!(m.steal_pct, Some(30.0), "the worst round's steal");
         // One round is passed through unchanged.
         assert_eq!(
             merge_rounds(vec![round(2e9, 1.0, 0.1, 0.2)]).tcp1,

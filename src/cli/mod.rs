@@ -8,6 +8,7 @@ pub mod k3s;
 pub mod keys;
 pub mod netns;
 pub mod signals;
+pub mod steal;
 pub mod traffic;
 pub mod tun;
 pub mod tunnels;
