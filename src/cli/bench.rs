@@ -290,16 +290,14 @@ fn measure_floor(
         args.pings,
         floor::describe(veth.a_ip)
     );
-    let (rtt, steal_pct) = steal::during(|| {
-        step(tag, &name, fmt_rtt, || {
-            floor::relay_rtt(
-                session,
-                (hub_ns, veth.a_ip),
-                (gw_ns, veth.b_ip),
-                args.pings,
-                Duration::from_millis(50),
-            )
-        })
+    let (rtt, steal_pct) = step_with_steal(tag, &name, fmt_rtt, || {
+        floor::relay_rtt(
+            session,
+            (hub_ns, veth.a_ip),
+            (gw_ns, veth.b_ip),
+            args.pings,
+            Duration::from_millis(50),
+        )
     });
     Results {
         label: FLOOR_LABEL.to_owned(),
@@ -441,13 +439,23 @@ fn step<T>(
     show: impl Fn(&T) -> String,
     f: impl FnOnce() -> anyhow::Result<T>,
 ) -> Result<T, String> {
+    step_with_steal(tag, name, show, f).0
+}
+
+/// [`step`], also returning the steal during the test.
+fn step_with_steal<T>(
+    tag: &str,
+    name: &str,
+    show: impl Fn(&T) -> String,
+    f: impl FnOnce() -> anyhow::Result<T>,
+) -> (Result<T, String>, Option<f64>) {
     progress(&format!("{tag}: {name} …"));
     let (result, steal_pct) = steal::during(f);
     let steal = match steal_pct {
         Some(p) if p >= STEAL_WORTH_NAMING => format!(" (host steal {p:.0} %)"),
         _ => String::new(),
     };
-    match result {
+    let result = match result {
         Ok(v) => {
             progress(&format!("{tag}: ✓ {name}: {}{steal}", show(&v)));
             Ok(v)
@@ -456,7 +464,8 @@ fn step<T>(
             progress(&format!("{tag}: ✗ {name}: {e:#}{steal}"));
             Err(format!("{e:#}"))
         }
-    }
+    };
+    (result, steal_pct)
 }
 
 fn progress(line: &str) {

@@ -3,8 +3,6 @@
 //! minute into a bad one for every implementation alike, so `edgewire bench` reports it next
 //! to the figures it may have spoiled.
 
-use std::path::Path;
-
 /// The machine-wide CPU counters at one moment, in clock ticks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CpuTimes {
@@ -16,11 +14,7 @@ impl CpuTimes {
     /// Now, or `None` where `/proc/stat` has no steal field (not Linux, or a kernel before
     /// 2.6.11) or cannot be read.
     pub fn now() -> Option<CpuTimes> {
-        Self::read(Path::new("/proc/stat"))
-    }
-
-    fn read(path: &Path) -> Option<CpuTimes> {
-        let text = std::fs::read_to_string(path).ok()?;
+        let text = std::fs::read_to_string("/proc/stat").ok()?;
         Self::parse(text.lines().next()?)
     }
 
@@ -66,6 +60,7 @@ pub fn during<T>(f: impl FnOnce() -> T) -> (T, Option<f64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn parses_the_cpu_line_and_leaves_guest_time_out() {
