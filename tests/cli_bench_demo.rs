@@ -457,11 +457,12 @@ fn bench_json_short_run() {
     assert_clean(&run, "bench");
 }
 
-/// `--impl` with another UAPI implementation, the built-in generator, no edgewire.
+/// `--impl` with another UAPI implementation and the built-in generator: test by test,
+/// both back to back, and edgewire's ratio to it.
 #[test]
-fn bench_other_implementation_with_builtin_generator() {
+fn bench_against_another_implementation_with_builtin_generator() {
     if !prerequisites(
-        "bench_other_implementation_with_builtin_generator",
+        "bench_against_another_implementation_with_builtin_generator",
         &["wg", "wireguard-go"],
     ) {
         return;
@@ -469,7 +470,6 @@ fn bench_other_implementation_with_builtin_generator() {
     let _g = serial();
     let args = [
         "bench",
-        "--no-edgewire",
         "--impl",
         "wireguard-go -f {iface}",
         "--generator",
@@ -491,6 +491,34 @@ fn bench_other_implementation_with_builtin_generator() {
         run.describe()
     );
     assert!(run.stdout.contains("built-in"), "{}", run.describe());
+    // Test-major order: both implementations' one-stream tests before either's 4 streams.
+    let at = |needle: &str| run.stderr.find(needle).unwrap_or(usize::MAX);
+    let order = [
+        at("[1/2] edgewire: ✓ TCP, 1 stream"),
+        at("[2/2] wireguard-go: ✓ TCP, 1 stream"),
+        at("[1/2] edgewire: ✓ TCP, 4 streams"),
+        at("[2/2] wireguard-go: ✓ TCP, 4 streams"),
+        at("[2/2] wireguard-go: ✓ ping RTT"),
+    ];
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1] && w[1] != usize::MAX),
+        "{order:?}\n{}",
+        run.describe()
+    );
+    assert!(
+        run.stdout
+            .contains("edgewire ÷ each other implementation, measured back to back"),
+        "{}",
+        run.describe()
+    );
+    let ratio = run
+        .stdout
+        .lines()
+        .rfind(|l| l.starts_with("TCP, 1 stream"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|x| x.strip_suffix('×'))
+        .and_then(|x| x.parse::<f64>().ok());
+    assert!(ratio.is_some_and(|r| r > 0.0), "{}", run.describe());
     if which("nft").is_some() || in_ci() {
         let carried = run
             .stdout

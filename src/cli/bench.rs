@@ -64,9 +64,11 @@ pub struct BenchArgs {
     /// Echo requests in the RTT test (one every 0.05 s).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub pings: u32,
-    /// Repeat the whole run this many times, implementations interleaved (A B C A B C …),
-    /// and report each figure's median (ping max: the highest seen). On a shared virtual
-    /// machine one run can be off by a third; interleaved rounds keep the comparison fair.
+    /// Repeat the whole run this many times and report each figure's median (ping max: the
+    /// highest seen). Every round runs test by test, each test on every implementation back
+    /// to back (A B C, A B C, …), and edgewire's ratios to the others are taken per round
+    /// before their median: on a shared virtual machine one minute can be a third slower
+    /// than the next, and this keeps the comparison fair.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
     pub rounds: u32,
 }
@@ -76,6 +78,31 @@ pub enum Offload {
     On,
     Off,
     Both,
+}
+
+/// The tests of a round, in the order they run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Test {
+    Tcp1,
+    TcpN,
+    Reverse,
+    Udp,
+    Rtt,
+}
+
+impl Test {
+    const ALL: [Test; 5] = [Test::Tcp1, Test::TcpN, Test::Reverse, Test::Udp, Test::Rtt];
+
+    fn name(self, args: &BenchArgs) -> String {
+        let d = args.duration;
+        match self {
+            Test::Tcp1 => format!("TCP, 1 stream, {d} s"),
+            Test::TcpN => format!("TCP, {} streams, {d} s", args.streams),
+            Test::Reverse => format!("TCP, reverse, {d} s"),
+            Test::Udp => format!("UDP {SMALL_UDP} B under overload, {d} s"),
+            Test::Rtt => format!("ping RTT, {} × 0.05 s", args.pings),
+        }
+    }
 }
 
 /// One measurement: not run, a value, or why it failed.
@@ -152,7 +179,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let hub_ns = session.netns("hub")?;
     let gw_ns = session.netns("gw")?;
     let veth = session.veth(&hub_ns, &gw_ns)?;
-    let tests = 5;
+    let tests = Test::ALL.len();
     progress(&format!(
         "edgewire bench: {} implementation(s) × {tests} tests{}, {} s per throughput test, generator {}, \
          tunnel MTU {MTU}; namespaces {} ↔ {} ({} ↔ {})",
@@ -165,39 +192,44 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         veth.a_ip,
         veth.b_ip
     ));
-    let mut labels: Vec<Results> = Vec::new();
+    let mut labels: Vec<String> = Vec::new();
     for imp in &impls {
         let label = unique_label(&labels, imp.label());
-        labels.push(Results {
-            label,
-            ..Results::default()
-        });
+        labels.push(label);
     }
     // rounds[i] = implementation i's results, one per round; the floor's come last.
     let mut rounds: Vec<Vec<Results>> = impls.iter().map(|_| Vec::new()).collect();
     let mut floor_rounds = Vec::new();
     for round in 1..=args.rounds {
-        for (i, imp) in impls.iter().enumerate() {
-            let mut tag = format!("[{}/{}] {}", i + 1, impls.len(), imp.label());
-            if args.rounds > 1 {
-                tag = format!("[round {round}/{}] {tag}", args.rounds);
-            }
-            let mut r = Results {
-                label: labels[i].label.clone(),
+        let mut this: Vec<Results> = labels
+            .iter()
+            .map(|label| Results {
+                label: label.clone(),
                 ..Results::default()
-            };
-            if let Err(e) = measure(
-                &session,
-                &args,
-                generator,
-                imp,
-                (&hub_ns, &gw_ns, &veth),
-                &tag,
-                &mut r,
-            ) {
-                progress(&format!("{tag}: ✗ {e:#}"));
-                r.error = Some(format!("{e:#}"));
+            })
+            .collect();
+        // Test by test, every implementation back to back: a comparison never spans more
+        // than one test's worth of minutes of a shared host's changing load.
+        for test in Test::ALL {
+            for (i, imp) in impls.iter().enumerate() {
+                let r = &mut this[i];
+                if r.error.is_some() {
+                    continue; // its tunnel failed earlier in this round
+                }
+                let mut tag = format!("[{}/{}] {}", i + 1, impls.len(), imp.label());
+                if args.rounds > 1 {
+                    tag = format!("[round {round}/{}] {tag}", args.rounds);
+                }
+                let first = round == 1 && test == Test::ALL[0];
+                let ends = (&hub_ns, &gw_ns, &veth);
+                if let Err(e) = measure(&session, &args, generator, imp, ends, test, &tag, first, r)
+                {
+                    progress(&format!("{tag}: ✗ {e:#}"));
+                    r.error = Some(format!("{e:#}"));
+                }
             }
+        }
+        for (i, r) in this.into_iter().enumerate() {
             rounds[i].push(r);
         }
         if !args.no_floor {
@@ -218,16 +250,26 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     if !args.no_floor {
         rounds.push(floor_rounds);
     }
+    // edgewire (the first column, offloads as asked) against every --impl.
+    let ratios = if args.no_edgewire {
+        Vec::new()
+    } else {
+        let others: Vec<usize> = (0..impls.len())
+            .filter(|&i| matches!(impls[i], Implementation::Command(_)))
+            .collect();
+        ratios(&rounds, 0, &others)
+    };
     let all: Vec<Results> = rounds.into_iter().map(merge_rounds).collect();
 
     let failures: usize = all.iter().map(Results::failures).sum();
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&to_json(&args, generator, &all)).unwrap_or_default()
+            serde_json::to_string_pretty(&to_json(&args, generator, &all, &ratios))
+                .unwrap_or_default()
         );
     } else {
-        print!("{}", table(&args, generator, &all));
+        print!("{}", table(&args, generator, &all, &ratios));
     }
     if failures > 0 {
         bail!("{failures} measurement(s) failed (see above)");
@@ -235,24 +277,30 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Brings `imp` up on both ends, runs the five tests, brings it down.
+/// Brings `imp` up on both ends, runs one test, brings it down. `verbose`: also say how
+/// it starts (said once per implementation; every later start is the same).
+#[allow(clippy::too_many_arguments)]
 fn measure(
     session: &Session,
     args: &BenchArgs,
     generator: Generator,
     imp: &Implementation,
     (hub_ns, gw_ns, veth): (&Ns, &Ns, &Veth),
+    test: Test,
     tag: &str,
+    verbose: bool,
     r: &mut Results,
 ) -> anyhow::Result<()> {
     let addr = Addressing::GUIDE;
     let (hub_cfg, gw_cfg) = tunnels::guide_configs(addr, veth.a_ip, Some(MTU))?;
     let (hub_if, gw_if) = (session.unique("ewh"), session.unique("ewg"));
     r.command = imp.command_line("{iface}");
-    progress(&format!(
-        "{tag}: starting `{}` in both namespaces",
-        imp.command_line(&hub_if)
-    ));
+    if verbose {
+        progress(&format!(
+            "{tag}: starting `{}` in both namespaces",
+            imp.command_line(&hub_if)
+        ));
+    }
     let hub = tunnels::start(session, imp, hub_ns, &hub_if, &hub_cfg, session.dir())?;
     let gw = match tunnels::start(session, imp, gw_ns, &gw_if, &gw_cfg, session.dir()) {
         Ok(t) => t,
@@ -261,18 +309,15 @@ fn measure(
             return Err(e);
         }
     };
-    let (outcome, steal_pct) = steal::during(|| {
-        run_tests(
-            session,
-            args,
-            generator,
-            (hub_ns, addr),
-            (gw_ns, addr),
-            tag,
-            r,
-        )
-    });
-    r.steal_pct = steal_pct;
+    let outcome = run_test(
+        session,
+        args,
+        generator,
+        (hub_ns, gw_ns, addr),
+        test,
+        (tag, verbose),
+        r,
+    );
     tunnels::stop(session, &gw);
     tunnels::stop(session, &hub);
     outcome
@@ -290,7 +335,7 @@ fn measure_floor(
         args.pings,
         floor::describe(veth.a_ip)
     );
-    let (rtt, steal_pct) = step_with_steal(tag, &name, fmt_rtt, || {
+    let (rtt, steal_pct) = step(tag, &name, fmt_rtt, || {
         floor::relay_rtt(
             session,
             (hub_ns, veth.a_ip),
@@ -308,46 +353,67 @@ fn measure_floor(
     }
 }
 
-fn run_tests(
+/// Waits for the tunnel's first reply, then runs `test` on it; the test's outcome and the
+/// host's steal during it go into `r`.
+fn run_test(
     session: &Session,
     args: &BenchArgs,
     generator: Generator,
-    (hub_ns, addr): (&Ns, Addressing),
-    (gw_ns, _): (&Ns, Addressing),
-    tag: &str,
+    (hub_ns, gw_ns, addr): (&Ns, &Ns, Addressing),
+    test: Test,
+    (tag, verbose): (&str, bool),
     r: &mut Results,
 ) -> anyhow::Result<()> {
     let first = tunnels::wait_traffic(session, gw_ns, addr.hub, FIRST_TRAFFIC)?;
-    r.first_reply_s = Some(first.as_secs_f64());
-    progress(&format!(
-        "{tag}: ✓ tunnel passes traffic (first reply after {:.2} s)",
-        first.as_secs_f64()
-    ));
-    let rig = Rig::start(
-        session,
-        generator,
-        (hub_ns, addr.hub),
-        (gw_ns, addr.gateway),
-    )?;
+    let first_s = first.as_secs_f64();
+    r.first_reply_s = Some(r.first_reply_s.map_or(first_s, |s| s.max(first_s)));
+    if verbose {
+        progress(&format!(
+            "{tag}: ✓ tunnel passes traffic (first reply after {first_s:.2} s)"
+        ));
+    }
+    let name = test.name(args);
     let d = args.duration;
-    r.tcp1 = Some(step(tag, &format!("TCP, 1 stream, {d} s"), fmt_bps, || {
-        rig.tcp(d, 1, false)
-    }));
-    let name = format!("TCP, {} streams, {d} s", args.streams);
-    r.tcpn = Some(step(tag, &name, fmt_bps, || {
-        rig.tcp(d, args.streams, false)
-    }));
-    r.reverse = Some(step(tag, &format!("TCP, reverse, {d} s"), fmt_bps, || {
-        rig.tcp(d, 1, true)
-    }));
-    let name = format!("UDP {SMALL_UDP} B under overload, {d} s");
-    r.udp = Some(step(tag, &name, fmt_udp, || rig.udp(d, SMALL_UDP)));
-    rig.stop();
-    let name = format!("ping RTT, {} × 0.05 s", args.pings);
-    r.rtt = Some(step(tag, &name, fmt_rtt, || {
-        traffic::ping(session, gw_ns, addr.hub, args.pings, 0.05)
-    }));
-    r.rtt = r.rtt.take().map(|m| answered(m, "echo replies"));
+    let steal_pct = if test == Test::Rtt {
+        let (rtt, steal_pct) = step(tag, &name, fmt_rtt, || {
+            traffic::ping(session, gw_ns, addr.hub, args.pings, 0.05)
+        });
+        r.rtt = Some(answered(rtt, "echo replies"));
+        steal_pct
+    } else {
+        let rig = Rig::start(
+            session,
+            generator,
+            (hub_ns, addr.hub),
+            (gw_ns, addr.gateway),
+        )?;
+        let steal_pct = match test {
+            Test::Udp => {
+                let (udp, steal_pct) = step(tag, &name, fmt_udp, || rig.udp(d, SMALL_UDP));
+                r.udp = Some(udp);
+                steal_pct
+            }
+            _ => {
+                let (streams, reverse) = match test {
+                    Test::TcpN => (args.streams, false),
+                    Test::Reverse => (1, true),
+                    _ => (1, false),
+                };
+                let (bps, steal_pct) = step(tag, &name, fmt_bps, || rig.tcp(d, streams, reverse));
+                *match test {
+                    Test::TcpN => &mut r.tcpn,
+                    Test::Reverse => &mut r.reverse,
+                    _ => &mut r.tcp1,
+                } = Some(bps);
+                steal_pct
+            }
+        };
+        rig.stop();
+        steal_pct
+    };
+    if let Some(p) = steal_pct {
+        r.steal_pct = Some(r.steal_pct.map_or(p, |q| q.max(p)));
+    }
     Ok(())
 }
 
@@ -431,19 +497,9 @@ fn lower_median<T>(mut values: Vec<T>, key: impl Fn(&T) -> f64) -> Option<T> {
     Some(values.swap_remove((values.len() - 1) / 2))
 }
 
-/// Runs one test with a progress line before and after; the line after names the host's
-/// steal during the test when it was high enough to matter.
+/// Runs one test with a progress line before and after; returns its outcome and the host's
+/// steal during it, which the line after names when it was high enough to matter.
 fn step<T>(
-    tag: &str,
-    name: &str,
-    show: impl Fn(&T) -> String,
-    f: impl FnOnce() -> anyhow::Result<T>,
-) -> Result<T, String> {
-    step_with_steal(tag, name, show, f).0
-}
-
-/// [`step`], also returning the steal during the test.
-fn step_with_steal<T>(
     tag: &str,
     name: &str,
     show: impl Fn(&T) -> String,
@@ -472,10 +528,10 @@ fn progress(line: &str) {
     eprintln!("{line}");
 }
 
-fn unique_label(done: &[Results], label: String) -> String {
+fn unique_label(done: &[String], label: String) -> String {
     let n = done
         .iter()
-        .filter(|r| r.label == label || r.label.starts_with(&format!("{label} #")))
+        .filter(|l| **l == label || l.starts_with(&format!("{label} #")))
         .count();
     if n == 0 {
         label
@@ -534,7 +590,81 @@ fn host_facts() -> (String, usize) {
     (kernel, cpus)
 }
 
-fn table(args: &BenchArgs, generator: Generator, all: &[Results]) -> String {
+/// Rows of cells as text columns: the first left-aligned, the others right-aligned.
+fn grid(rows: &[(String, Vec<String>)]) -> String {
+    let first = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0) + 2;
+    let columns = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.1.get(i))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+                + 2
+        })
+        .collect();
+    let mut out = String::new();
+    for (name, cells) in rows {
+        let _ = write!(out, "{name:<first$}");
+        for (c, w) in cells.iter().zip(&widths) {
+            let _ = write!(out, "{c:>w$}");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// One implementation's figures over another's: per round (where the two ran back to back)
+/// and then the median over the rounds, so a host whose load drifts from minute to minute
+/// skews the comparison less than a ratio of two medians would.
+#[derive(Debug, PartialEq)]
+struct Ratio {
+    base: String,
+    against: String,
+    tcp1: Option<f64>,
+    tcpn: Option<f64>,
+    reverse: Option<f64>,
+    /// 64-byte UDP, received.
+    udp: Option<f64>,
+}
+
+/// `base`'s ratios against each of `against` (indices into `rounds`, one `Vec` of rounds per
+/// implementation). Rounds where either side failed a test are left out of that test's.
+fn ratios(rounds: &[Vec<Results>], base: usize, against: &[usize]) -> Vec<Ratio> {
+    fn ok<T>(m: &Measure<T>) -> Option<&T> {
+        m.as_ref()?.as_ref().ok()
+    }
+    let Some(b) = rounds.get(base) else {
+        return Vec::new();
+    };
+    against
+        .iter()
+        .filter_map(|&i| rounds.get(i))
+        .map(|o| {
+            let paired = |f: fn(&Results) -> Option<f64>| {
+                let per_round = b
+                    .iter()
+                    .zip(o)
+                    .filter_map(|(x, y)| Some((f(x)?, f(y)?)))
+                    .filter(|(_, y)| *y > 0.0)
+                    .map(|(x, y)| x / y)
+                    .collect();
+                lower_median(per_round, |r| *r)
+            };
+            Ratio {
+                base: b.first().map(|r| r.label.clone()).unwrap_or_default(),
+                against: o.first().map(|r| r.label.clone()).unwrap_or_default(),
+                tcp1: paired(|r| ok(&r.tcp1).copied()),
+                tcpn: paired(|r| ok(&r.tcpn).copied()),
+                reverse: paired(|r| ok(&r.reverse).copied()),
+                udp: paired(|r| ok(&r.udp).map(|u| u.received_pps)),
+            }
+        })
+        .collect()
+}
+
+fn table(args: &BenchArgs, generator: Generator, all: &[Results], ratios: &[Ratio]) -> String {
     let (kernel, cpus) = host_facts();
     let mut rows: Vec<(String, Vec<String>)> = vec![
         (String::new(), all.iter().map(|r| r.label.clone()).collect()),
@@ -598,16 +728,6 @@ fn table(args: &BenchArgs, generator: Generator, all: &[Results]) -> String {
             }
         }
     }
-    let first = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0) + 2;
-    let widths: Vec<usize> = (0..all.len())
-        .map(|i| {
-            rows.iter()
-                .map(|r| r.1[i].chars().count())
-                .max()
-                .unwrap_or(0)
-                + 2
-        })
-        .collect();
     let rounds = if args.rounds > 1 {
         format!(", median of {} interleaved rounds", args.rounds)
     } else {
@@ -618,12 +738,34 @@ fn table(args: &BenchArgs, generator: Generator, all: &[Results]) -> String {
         args.duration,
         generator.name()
     );
-    for (name, cells) in &rows {
-        let _ = write!(out, "{name:<first$}");
-        for (c, w) in cells.iter().zip(&widths) {
-            let _ = write!(out, "{c:>w$}");
-        }
-        out.push('\n');
+    out.push_str(&grid(&rows));
+    if let Some(first) = ratios.first() {
+        let how = if args.rounds > 1 {
+            format!("round by round, median of {}", args.rounds)
+        } else {
+            "one round".to_owned()
+        };
+        let _ = writeln!(
+            out,
+            "\n{} ÷ each other implementation, measured back to back ({how}):\n",
+            first.base
+        );
+        let cells = |f: fn(&Ratio) -> Option<f64>| -> Vec<String> {
+            ratios
+                .iter()
+                .map(|r| f(r).map_or("-".into(), |x| format!("{x:.2}×")))
+                .collect()
+        };
+        out.push_str(&grid(&[
+            (
+                String::new(),
+                ratios.iter().map(|r| r.against.clone()).collect(),
+            ),
+            ("TCP, 1 stream".into(), cells(|r| r.tcp1)),
+            (format!("TCP, {} streams", args.streams), cells(|r| r.tcpn)),
+            ("TCP, reverse".into(), cells(|r| r.reverse)),
+            (format!("UDP {SMALL_UDP} B, received"), cells(|r| r.udp)),
+        ]));
     }
     let counted = all
         .iter()
@@ -712,7 +854,7 @@ fn json_measure<T>(m: &Measure<T>, f: impl Fn(&T) -> Value) -> Value {
     }
 }
 
-fn to_json(args: &BenchArgs, generator: Generator, all: &[Results]) -> Value {
+fn to_json(args: &BenchArgs, generator: Generator, all: &[Results], ratios: &[Ratio]) -> Value {
     let (kernel, cpus) = host_facts();
     let results: Vec<Value> = all
         .iter()
@@ -778,6 +920,15 @@ fn to_json(args: &BenchArgs, generator: Generator, all: &[Results]) -> Value {
         "kernel": kernel,
         "cpus": cpus,
         "results": results,
+        // Per-round ratios' medians (see `Ratio`); empty without edgewire or --impl.
+        "ratios": ratios.iter().map(|r| json!({
+            "base": r.base,
+            "against": r.against,
+            "tcp_1_stream": r.tcp1,
+            "tcp_n_streams": r.tcpn,
+            "tcp_reverse": r.reverse,
+            "udp64_received": r.udp,
+        })).collect::<Vec<_>>(),
         "rtt_floor": all.iter().find(|r| r.is_floor()).map(|f| json!({
             "command": f.command,
             "avg_ms": json_measure(&f.rtt, |p| json!(p.avg_ms)),
@@ -857,7 +1008,7 @@ mod tests {
 
     #[test]
     fn table_has_a_column_per_implementation_and_lists_failures() {
-        let t = table(&args(), Generator::Builtin, &sample());
+        let t = table(&args(), Generator::Builtin, &sample(), &[]);
         assert!(t.contains("edgewire") && t.contains("wireguard-go"), "{t}");
         assert!(
             t.contains("5.50 Gbit/s")
@@ -893,7 +1044,7 @@ mod tests {
         assert!(t.contains("host steal: the share of CPU time"), "{t}");
         let mut calm = sample();
         calm[0].steal_pct = Some(0.4);
-        let t = table(&args(), Generator::Builtin, &calm);
+        let t = table(&args(), Generator::Builtin, &calm, &[]);
         assert!(
             t.contains("0.4 %") && !t.contains("host steal: the share"),
             "{t}"
@@ -902,7 +1053,7 @@ mod tests {
 
     #[test]
     fn json_has_numbers_nulls_and_errors() {
-        let v = to_json(&args(), Generator::Builtin, &sample());
+        let v = to_json(&args(), Generator::Builtin, &sample(), &[]);
         let r = &v["results"][0];
         assert_eq!(r["tcp_1_stream_bps"], json!(5.5e9));
         assert_eq!(r["tcp_reverse_bps"], Value::Null);
@@ -972,11 +1123,72 @@ mod tests {
     }
 
     #[test]
-    fn labels_stay_unique() {
-        let done = vec![Results {
+    fn ratios_pair_rounds_then_take_the_median() {
+        let round = |label: &str, tcp1: f64, pps: f64| Results {
+            label: label.into(),
+            tcp1: Some(Ok(tcp1)),
+            udp: Some(Ok(UdpRate {
+                sent_pps: pps,
+                carried_pps: None,
+                received_pps: pps,
+                secs: 8.0,
+            })),
+            ..Results::default()
+        };
+        // The host slows down from round to round; both sides of each round feel it alike.
+        let ours = vec![
+            round("edgewire", 4e9, 200e3),
+            round("edgewire", 2e9, 100e3),
+            round("edgewire", 1e9, 60e3),
+        ];
+        let mut theirs = vec![
+            round("gotatun", 1e9, 100e3),
+            round("gotatun", 0.4e9, 40e3),
+            round("gotatun", 0.5e9, 30e3),
+        ];
+        theirs[1].tcp1 = Some(Err("iperf3 failed".into()));
+        let silent = vec![Results {
             label: "wireguard-go".into(),
+            error: Some("no reply".into()),
             ..Results::default()
         }];
+        let r = ratios(&[ours, theirs, silent], 0, &[1, 2]);
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            (r[0].base.as_str(), r[0].against.as_str()),
+            ("edgewire", "gotatun")
+        );
+        // TCP: rounds 1 and 3 only (4×, 2×), lower median 2×. The ratio of the medians,
+        // 2 / 0.5, would say 4×.
+        assert_eq!(r[0].tcp1, Some(2.0));
+        // UDP: 2×, 2.5×, 2× → 2×.
+        assert_eq!(r[0].udp, Some(2.0));
+        assert_eq!(r[0].tcpn, None, "not measured: no ratio");
+        assert_eq!(r[1].tcp1, None, "no tunnel: no ratio");
+
+        let t = table(&args(), Generator::Builtin, &sample(), &r);
+        assert!(
+            t.contains("edgewire ÷ each other implementation, measured back to back (one round)"),
+            "{t}"
+        );
+        let tcp1 = t
+            .lines()
+            .rfind(|l| l.starts_with("TCP, 1 stream"))
+            .unwrap_or_default();
+        assert!(tcp1.contains("2.00×") && tcp1.ends_with('-'), "{t}");
+        let v = to_json(&args(), Generator::Builtin, &sample(), &r);
+        assert_eq!(v["ratios"][0]["against"], json!("gotatun"));
+        assert_eq!(v["ratios"][0]["tcp_1_stream"], json!(2.0));
+        assert_eq!(v["ratios"][1]["udp64_received"], Value::Null);
+        assert_eq!(
+            to_json(&args(), Generator::Builtin, &sample(), &[])["ratios"],
+            json!([])
+        );
+    }
+
+    #[test]
+    fn labels_stay_unique() {
+        let done = vec!["wireguard-go".to_owned()];
         assert_eq!(
             unique_label(&done, "wireguard-go".into()),
             "wireguard-go #2"
