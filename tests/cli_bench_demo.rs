@@ -392,7 +392,17 @@ fn bench_json_short_run() {
     }
     let _g = serial();
     let run = edgewire(
-        &["bench", "--duration", "2", "--json", "--pings", "20"],
+        &[
+            "bench",
+            "--duration",
+            "2",
+            "--json",
+            "--pings",
+            "20",
+            // Parsed and reported; no test can exceed it, so none runs twice.
+            "--max-steal",
+            "100",
+        ],
         None,
         Duration::from_secs(120),
         None,
@@ -405,6 +415,8 @@ fn bench_json_short_run() {
     let v = json(&run);
     assert_eq!(v["mtu"], 1420);
     assert_eq!(v["duration_s"], 2);
+    assert_eq!(v["max_steal_pct"], 100.0);
+    assert!(!run.stderr.contains(", again:"), "{}", run.describe());
     let r = &v["results"][0];
     assert_eq!(r["name"], "edgewire", "{v:#}");
     assert_eq!(r["ok"], true, "{v:#}");
@@ -531,6 +543,28 @@ fn bench_against_another_implementation_with_builtin_generator() {
         );
     }
     assert_clean(&run, "bench");
+}
+
+/// A `--max-steal` that is no percentage is refused before anything is created.
+#[test]
+fn bench_refuses_a_bad_max_steal() {
+    for bad in ["101", "-1", "lots"] {
+        let run = edgewire(
+            &["bench", &format!("--max-steal={bad}")],
+            None,
+            Duration::from_secs(10),
+            None,
+        );
+        assert!(!run.status.success(), "{}", run.describe());
+        assert!(
+            run.stderr.contains("--max-steal")
+                && run
+                    .stderr
+                    .contains(&format!("`{bad}` is not a percentage from 0 to 100")),
+            "{}",
+            run.describe()
+        );
+    }
 }
 
 /// An implementation that never comes up: non-zero exit, the reason in the JSON, no leftovers.
