@@ -211,6 +211,14 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         let label = unique_label(&labels, imp.label());
         labels.push(label);
     }
+    let bench = Bench {
+        session: &session,
+        args: &args,
+        generator,
+        hub_ns: &hub_ns,
+        gw_ns: &gw_ns,
+        veth: &veth,
+    };
     // rounds[i] = implementation i's results, one per round; the floor's come last.
     let mut rounds: Vec<Vec<Results>> = impls.iter().map(|_| Vec::new()).collect();
     let mut floor_rounds = Vec::new();
@@ -235,9 +243,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
                     tag = format!("[round {round}/{}] {tag}", args.rounds);
                 }
                 let first = round == 1 && test == Test::ALL[0];
-                let ends = (&hub_ns, &gw_ns, &veth);
-                if let Err(e) = measure(&session, &args, generator, imp, ends, test, &tag, first, r)
-                {
+                if let Err(e) = bench.measure(imp, test, (&tag, first), r) {
                     progress(&format!("{tag}: ✗ {e:#}"));
                     r.error = Some(format!("{e:#}"));
                 }
@@ -252,12 +258,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             } else {
                 "floor".to_owned()
             };
-            floor_rounds.push(measure_floor(
-                &session,
-                &args,
-                (&hub_ns, &gw_ns, &veth),
-                &tag,
-            ));
+            floor_rounds.push(bench.floor(&tag));
         }
     }
     drop(session);
@@ -291,145 +292,135 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Brings `imp` up on both ends, runs one test, brings it down. `verbose`: also say how
-/// it starts (said once per implementation; every later start is the same).
-#[allow(clippy::too_many_arguments)]
-fn measure(
-    session: &Session,
-    args: &BenchArgs,
+/// What every measurement of a run shares.
+struct Bench<'a> {
+    session: &'a Session,
+    args: &'a BenchArgs,
     generator: Generator,
-    imp: &Implementation,
-    (hub_ns, gw_ns, veth): (&Ns, &Ns, &Veth),
-    test: Test,
-    tag: &str,
-    verbose: bool,
-    r: &mut Results,
-) -> anyhow::Result<()> {
-    let addr = Addressing::GUIDE;
-    let (hub_cfg, gw_cfg) = tunnels::guide_configs(addr, veth.a_ip, Some(MTU))?;
-    let (hub_if, gw_if) = (session.unique("ewh"), session.unique("ewg"));
-    r.command = imp.command_line("{iface}");
-    if verbose {
-        progress(&format!(
-            "{tag}: starting `{}` in both namespaces",
-            imp.command_line(&hub_if)
-        ));
-    }
-    let hub = tunnels::start(session, imp, hub_ns, &hub_if, &hub_cfg, session.dir())?;
-    let gw = match tunnels::start(session, imp, gw_ns, &gw_if, &gw_cfg, session.dir()) {
-        Ok(t) => t,
-        Err(e) => {
-            tunnels::stop(session, &hub);
-            return Err(e);
+    hub_ns: &'a Ns,
+    gw_ns: &'a Ns,
+    veth: &'a Veth,
+}
+
+impl Bench<'_> {
+    /// Brings `imp` up on both ends, runs one test, brings it down. `verbose`: also say how
+    /// it starts (said once per implementation; every later start is the same).
+    fn measure(
+        &self,
+        imp: &Implementation,
+        test: Test,
+        (tag, verbose): (&str, bool),
+        r: &mut Results,
+    ) -> anyhow::Result<()> {
+        let session = self.session;
+        let addr = Addressing::GUIDE;
+        let (hub_cfg, gw_cfg) = tunnels::guide_configs(addr, self.veth.a_ip, Some(MTU))?;
+        let (hub_if, gw_if) = (session.unique("ewh"), session.unique("ewg"));
+        r.command = imp.command_line("{iface}");
+        if verbose {
+            progress(&format!(
+                "{tag}: starting `{}` in both namespaces",
+                imp.command_line(&hub_if)
+            ));
         }
-    };
-    let outcome = run_test(
-        session,
-        args,
-        generator,
-        (hub_ns, gw_ns, addr),
-        test,
-        (tag, verbose),
-        r,
-    );
-    tunnels::stop(session, &gw);
-    tunnels::stop(session, &hub);
-    outcome
-}
+        let dir = session.dir();
+        let hub = tunnels::start(session, imp, self.hub_ns, &hub_if, &hub_cfg, dir)?;
+        let gw = match tunnels::start(session, imp, self.gw_ns, &gw_if, &gw_cfg, dir) {
+            Ok(t) => t,
+            Err(e) => {
+                tunnels::stop(session, &hub);
+                return Err(e);
+            }
+        };
+        let outcome = self.run_test(addr, test, (tag, verbose), r);
+        tunnels::stop(session, &gw);
+        tunnels::stop(session, &hub);
+        outcome
+    }
 
-/// The RTT floor (`super::floor`): the ping test's count and spacing through a plain relay.
-fn measure_floor(
-    session: &Session,
-    args: &BenchArgs,
-    (hub_ns, gw_ns, veth): (&Ns, &Ns, &Veth),
-    tag: &str,
-) -> Results {
-    let name = format!(
-        "RTT floor, {} × 0.05 s: {}",
-        args.pings,
-        floor::describe(veth.a_ip)
-    );
-    let (rtt, steal_pct) = step(args, tag, &name, fmt_rtt, || {
-        floor::relay_rtt(
-            session,
-            (hub_ns, veth.a_ip),
-            (gw_ns, veth.b_ip),
+    /// The RTT floor (`super::floor`): the ping test's count and spacing through a plain
+    /// relay.
+    fn floor(&self, tag: &str) -> Results {
+        let args = self.args;
+        let name = format!(
+            "RTT floor, {} × 0.05 s: {}",
             args.pings,
-            Duration::from_millis(50),
-        )
-    });
-    Results {
-        label: FLOOR_LABEL.to_owned(),
-        command: "plain UDP relay in edgewire bench (no TUN, no crypto)".to_owned(),
-        rtt: Some(answered(rtt, "probes answered")),
-        steal_pct,
-        ..Results::default()
-    }
-}
-
-/// Waits for the tunnel's first reply, then runs `test` on it; the test's outcome and the
-/// host's steal during it go into `r`.
-fn run_test(
-    session: &Session,
-    args: &BenchArgs,
-    generator: Generator,
-    (hub_ns, gw_ns, addr): (&Ns, &Ns, Addressing),
-    test: Test,
-    (tag, verbose): (&str, bool),
-    r: &mut Results,
-) -> anyhow::Result<()> {
-    let first = tunnels::wait_traffic(session, gw_ns, addr.hub, FIRST_TRAFFIC)?;
-    let first_s = first.as_secs_f64();
-    r.first_reply_s = Some(r.first_reply_s.map_or(first_s, |s| s.max(first_s)));
-    if verbose {
-        progress(&format!(
-            "{tag}: ✓ tunnel passes traffic (first reply after {first_s:.2} s)"
-        ));
-    }
-    let name = test.name(args);
-    let d = args.duration;
-    let steal_pct = if test == Test::Rtt {
+            floor::describe(self.veth.a_ip)
+        );
         let (rtt, steal_pct) = step(args, tag, &name, fmt_rtt, || {
-            traffic::ping(session, gw_ns, addr.hub, args.pings, 0.05)
+            floor::relay_rtt(
+                self.session,
+                (self.hub_ns, self.veth.a_ip),
+                (self.gw_ns, self.veth.b_ip),
+                args.pings,
+                Duration::from_millis(50),
+            )
         });
-        r.rtt = Some(answered(rtt, "echo replies"));
-        steal_pct
-    } else {
-        let rig = Rig::start(
-            session,
-            generator,
-            (hub_ns, addr.hub),
-            (gw_ns, addr.gateway),
-        )?;
-        let steal_pct = match test {
-            Test::Udp => {
+        Results {
+            label: FLOOR_LABEL.to_owned(),
+            command: "plain UDP relay in edgewire bench (no TUN, no crypto)".to_owned(),
+            rtt: Some(answered(rtt, "probes answered")),
+            steal_pct,
+            ..Results::default()
+        }
+    }
+
+    /// Waits for the tunnel's first reply, then runs `test` on it; the test's outcome and
+    /// the host's steal during it go into `r`.
+    fn run_test(
+        &self,
+        addr: Addressing,
+        test: Test,
+        (tag, verbose): (&str, bool),
+        r: &mut Results,
+    ) -> anyhow::Result<()> {
+        let (session, args, gw_ns) = (self.session, self.args, self.gw_ns);
+        let first = tunnels::wait_traffic(session, gw_ns, addr.hub, FIRST_TRAFFIC)?;
+        let first_s = first.as_secs_f64();
+        r.first_reply_s = Some(r.first_reply_s.map_or(first_s, |s| s.max(first_s)));
+        if verbose {
+            progress(&format!(
+                "{tag}: ✓ tunnel passes traffic (first reply after {first_s:.2} s)"
+            ));
+        }
+        let name = test.name(args);
+        let d = args.duration;
+        let steal_pct = if test == Test::Rtt {
+            let (rtt, steal_pct) = step(args, tag, &name, fmt_rtt, || {
+                traffic::ping(session, gw_ns, addr.hub, args.pings, 0.05)
+            });
+            r.rtt = Some(answered(rtt, "echo replies"));
+            steal_pct
+        } else {
+            let rig = Rig::start(
+                session,
+                self.generator,
+                (self.hub_ns, addr.hub),
+                (gw_ns, addr.gateway),
+            )?;
+            let steal_pct = if test == Test::Udp {
                 let (udp, steal_pct) = step(args, tag, &name, fmt_udp, || rig.udp(d, SMALL_UDP));
                 r.udp = Some(udp);
                 steal_pct
-            }
-            _ => {
-                let (streams, reverse) = match test {
-                    Test::TcpN => (args.streams, false),
-                    Test::Reverse => (1, true),
-                    _ => (1, false),
+            } else {
+                let (streams, reverse, slot) = match test {
+                    Test::TcpN => (args.streams, false, &mut r.tcpn),
+                    Test::Reverse => (1, true, &mut r.reverse),
+                    _ => (1, false, &mut r.tcp1),
                 };
                 let (bps, steal_pct) =
                     step(args, tag, &name, fmt_bps, || rig.tcp(d, streams, reverse));
-                *match test {
-                    Test::TcpN => &mut r.tcpn,
-                    Test::Reverse => &mut r.reverse,
-                    _ => &mut r.tcp1,
-                } = Some(bps);
+                *slot = Some(bps);
                 steal_pct
-            }
+            };
+            rig.stop();
+            steal_pct
         };
-        rig.stop();
-        steal_pct
-    };
-    if let Some(p) = steal_pct {
-        r.steal_pct = Some(r.steal_pct.map_or(p, |q| q.max(p)));
+        if let Some(p) = steal_pct {
+            r.steal_pct = Some(r.steal_pct.map_or(p, |q| q.max(p)));
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// An RTT test in which nothing came back is a failure ("0 of N `what`"), not a 0 ms RTT.
