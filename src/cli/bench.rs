@@ -107,14 +107,24 @@ enum Test {
 impl Test {
     const ALL: [Test; 5] = [Test::Tcp1, Test::TcpN, Test::Reverse, Test::Udp, Test::Rtt];
 
-    fn name(self, args: &BenchArgs) -> String {
-        let d = args.duration;
+    /// What the test measures, as the table's rows name it.
+    fn label(self, args: &BenchArgs) -> String {
         match self {
-            Test::Tcp1 => format!("TCP, 1 stream, {d} s"),
-            Test::TcpN => format!("TCP, {} streams, {d} s", args.streams),
-            Test::Reverse => format!("TCP, reverse, {d} s"),
-            Test::Udp => format!("UDP {SMALL_UDP} B under overload, {d} s"),
-            Test::Rtt => format!("ping RTT, {} × 0.05 s", args.pings),
+            Test::Tcp1 => "TCP, 1 stream".to_owned(),
+            Test::TcpN => format!("TCP, {} streams", args.streams),
+            Test::Reverse => "TCP, reverse".to_owned(),
+            Test::Udp => format!("UDP {SMALL_UDP} B"),
+            Test::Rtt => "ping RTT".to_owned(),
+        }
+    }
+
+    /// The label with how long the test runs, as the progress lines name it.
+    fn name(self, args: &BenchArgs) -> String {
+        let (label, d) = (self.label(args), args.duration);
+        match self {
+            Test::Udp => format!("{label} under overload, {d} s"),
+            Test::Rtt => format!("{label}, {} × 0.05 s", args.pings),
+            _ => format!("{label}, {d} s"),
         }
     }
 }
@@ -719,15 +729,15 @@ fn table(args: &BenchArgs, generator: Generator, all: &[Results], ratios: &[Rati
     let mut rows: Vec<(String, Vec<String>)> = vec![
         (String::new(), all.iter().map(|r| r.label.clone()).collect()),
         (
-            "TCP, 1 stream".into(),
+            Test::Tcp1.label(args),
             all.iter().map(|r| cell(&r.tcp1, fmt_bps)).collect(),
         ),
         (
-            format!("TCP, {} streams", args.streams),
+            Test::TcpN.label(args),
             all.iter().map(|r| cell(&r.tcpn, fmt_bps)).collect(),
         ),
         (
-            "TCP, reverse".into(),
+            Test::Reverse.label(args),
             all.iter().map(|r| cell(&r.reverse, fmt_bps)).collect(),
         ),
         (
@@ -817,9 +827,9 @@ fn table(args: &BenchArgs, generator: Generator, all: &[Results], ratios: &[Rati
                 String::new(),
                 ratios.iter().map(|r| r.against.clone()).collect(),
             ),
-            ("TCP, 1 stream".into(), cells(|r| r.tcp1)),
-            (format!("TCP, {} streams", args.streams), cells(|r| r.tcpn)),
-            ("TCP, reverse".into(), cells(|r| r.reverse)),
+            (Test::Tcp1.label(args), cells(|r| r.tcp1)),
+            (Test::TcpN.label(args), cells(|r| r.tcpn)),
+            (Test::Reverse.label(args), cells(|r| r.reverse)),
             (format!("UDP {SMALL_UDP} B, received"), cells(|r| r.udp)),
         ]));
     }
