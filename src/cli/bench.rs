@@ -233,10 +233,19 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let mut rounds: Vec<Vec<Results>> = impls.iter().map(|_| Vec::new()).collect();
     let mut floor_rounds = Vec::new();
     for round in 1..=args.rounds {
+        let in_round = |tag: String| {
+            if args.rounds > 1 {
+                format!("[round {round}/{}] {tag}", args.rounds)
+            } else {
+                tag
+            }
+        };
         let mut this: Vec<Results> = labels
             .iter()
-            .map(|label| Results {
+            .zip(&impls)
+            .map(|(label, imp)| Results {
                 label: label.clone(),
+                command: imp.command_line("{iface}"),
                 ..Results::default()
             })
             .collect();
@@ -248,10 +257,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
                 if r.error.is_some() {
                     continue; // its tunnel failed earlier in this round
                 }
-                let mut tag = format!("[{}/{}] {}", i + 1, impls.len(), imp.label());
-                if args.rounds > 1 {
-                    tag = format!("[round {round}/{}] {tag}", args.rounds);
-                }
+                let tag = in_round(format!("[{}/{}] {}", i + 1, impls.len(), imp.label()));
                 let first = round == 1 && test == Test::ALL[0];
                 if let Err(e) = bench.measure(imp, test, (&tag, first), r) {
                     progress(&format!("{tag}: ✗ {e:#}"));
@@ -263,12 +269,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             rounds[i].push(r);
         }
         if !args.no_floor {
-            let tag = if args.rounds > 1 {
-                format!("[round {round}/{}] floor", args.rounds)
-            } else {
-                "floor".to_owned()
-            };
-            floor_rounds.push(bench.floor(&tag));
+            floor_rounds.push(bench.floor(&in_round("floor".to_owned())));
         }
     }
     drop(session);
@@ -326,7 +327,6 @@ impl Bench<'_> {
         let addr = Addressing::GUIDE;
         let (hub_cfg, gw_cfg) = tunnels::guide_configs(addr, self.veth.a_ip, Some(MTU))?;
         let (hub_if, gw_if) = (session.unique("ewh"), session.unique("ewg"));
-        r.command = imp.command_line("{iface}");
         if verbose {
             progress(&format!(
                 "{tag}: starting `{}` in both namespaces",
