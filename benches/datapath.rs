@@ -465,7 +465,9 @@ fn tso_super_packet() -> (edgewire_tunnel::io::offload::VirtioNetHdr, Vec<u8>) {
 }
 
 fn offload(c: &mut Criterion) {
-    use edgewire_tunnel::io::offload::{split_in_place, split_into, transport_checksum_valid};
+    use edgewire_tunnel::io::offload::{
+        checksum, split_in_place, split_into, transport_checksum_valid,
+    };
     use edgewire_tunnel::io::offload_gro::{GroTable, MAX_GRO_HEADER};
     let mut g = c.benchmark_group("offload");
     let (hdr, mut super_packet) = tso_super_packet();
@@ -517,6 +519,13 @@ fn offload(c: &mut Criterion) {
             }
             n
         })
+    });
+
+    // The transport checksum of one full-sized segment, the split's per-byte work.
+    let segment = segments.packet(0);
+    g.throughput(Throughput::Bytes(segment.len() as u64));
+    g.bench_function("checksum_segment", |bench| {
+        bench.iter(|| checksum(black_box(segment), 0))
     });
     g.finish();
 }
