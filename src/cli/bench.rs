@@ -257,7 +257,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
                 if r.error.is_some() {
                     continue; // its tunnel failed earlier in this round
                 }
-                let tag = in_round(format!("[{}/{}] {}", i + 1, impls.len(), imp.label()));
+                let tag = in_round(format!("[{}/{}] {}", i + 1, impls.len(), labels[i]));
                 let first = round == 1 && test == Test::ALL[0];
                 if let Err(e) = bench.measure(imp, test, (&tag, first), r) {
                     progress(&format!("{tag}: ✗ {e:#}"));
