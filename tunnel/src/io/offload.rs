@@ -98,14 +98,13 @@ pub fn checksum_nofold(data: &[u8], initial: u64) -> u64 {
     let mut lanes = [0u64; 8];
     for block in &mut blocks {
         for (k, lane) in lanes.iter_mut().enumerate() {
-            let w = &block[4 * k..4 * k + 4];
-            *lane += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
+            *lane += ne_word(&block[4 * k..4 * k + 4]);
         }
     }
     let mut wide: u64 = lanes.iter().sum();
     let mut words = blocks.remainder().chunks_exact(4);
     for w in &mut words {
-        wide += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
+        wide += ne_word(w);
     }
     let native = checksum_fold(wide);
     let mut tail: u64 = u64::from(if cfg!(target_endian = "little") {
@@ -123,6 +122,12 @@ pub fn checksum_nofold(data: &[u8], initial: u64) -> u64 {
     }
     let (s, carry) = initial.overflowing_add(tail);
     s + u64::from(carry)
+}
+
+/// A native-endian 32-bit word (`w` is 4 bytes), widened for a 64-bit accumulator.
+#[inline(always)]
+fn ne_word(w: &[u8]) -> u64 {
+    u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]))
 }
 
 /// Folds a 64-bit ones-complement sum to 16 bits (not inverted).
