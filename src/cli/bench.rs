@@ -441,6 +441,11 @@ fn answered(rtt: Result<PingStats, String>, what: &str) -> Result<PingStats, Str
     }
 }
 
+/// A measurement's value, if it ran and succeeded.
+fn ok<T>(m: &Measure<T>) -> Option<&T> {
+    m.as_ref()?.as_ref().ok()
+}
+
 /// One implementation's rounds as one result: each figure's median, the highest ping max,
 /// and any failure (a tunnel or test that failed in one round counts as failed).
 fn merge_rounds(mut rounds: Vec<Results>) -> Results {
@@ -462,18 +467,14 @@ fn merge_rounds(mut rounds: Vec<Results>) -> Results {
         udp: median_measure(rounds.iter().map(|r| &r.udp), |u| u.received_pps).map(|m| {
             m.map(|mut u| {
                 // The carried rate's own median, not the one of the round picked above.
-                let carried = rounds
-                    .iter()
-                    .filter_map(|r| r.udp.as_ref()?.as_ref().ok()?.carried_pps);
+                let carried = rounds.iter().filter_map(|r| ok(&r.udp)?.carried_pps);
                 u.carried_pps = lower_median(carried.collect(), |c| *c);
                 u
             })
         }),
         rtt: median_measure(rounds.iter().map(|r| &r.rtt), |p| p.avg_ms).map(|m| {
             m.map(|mut p| {
-                let oks = rounds
-                    .iter()
-                    .filter_map(|r| r.rtt.as_ref().and_then(|m| m.as_ref().ok()));
+                let oks = rounds.iter().filter_map(|r| ok(&r.rtt));
                 p.max_ms = oks.clone().map(|q| q.max_ms).fold(p.max_ms, f64::max);
                 p.min_ms = oks.clone().map(|q| q.min_ms).fold(p.min_ms, f64::min);
                 p.transmitted = oks.clone().map(|q| q.transmitted).sum();
@@ -692,9 +693,6 @@ struct Ratio {
 /// `base`'s ratios against each of `against` (indices into `rounds`, one `Vec` of rounds per
 /// implementation). Rounds where either side failed a test are left out of that test's.
 fn ratios(rounds: &[Vec<Results>], base: usize, against: &[usize]) -> Vec<Ratio> {
-    fn ok<T>(m: &Measure<T>) -> Option<&T> {
-        m.as_ref()?.as_ref().ok()
-    }
     let Some(b) = rounds.get(base) else {
         return Vec::new();
     };
@@ -741,19 +739,19 @@ fn table(args: &BenchArgs, generator: Generator, all: &[Results], ratios: &[Rati
             all.iter().map(|r| cell(&r.reverse, fmt_bps)).collect(),
         ),
         (
-            format!("UDP {SMALL_UDP} B, carried"),
+            format!("{}, carried", Test::Udp.label(args)),
             all.iter()
                 .map(|r| cell(&r.udp, |u| u.carried_pps.map_or("-".into(), fmt_pps)))
                 .collect(),
         ),
         (
-            format!("UDP {SMALL_UDP} B, received"),
+            format!("{}, received", Test::Udp.label(args)),
             all.iter()
                 .map(|r| cell(&r.udp, |u| fmt_pps(u.received_pps)))
                 .collect(),
         ),
         (
-            format!("UDP {SMALL_UDP} B, sent"),
+            format!("{}, sent", Test::Udp.label(args)),
             all.iter()
                 .map(|r| cell(&r.udp, |u| fmt_pps(u.sent_pps)))
                 .collect(),
@@ -830,7 +828,10 @@ fn table(args: &BenchArgs, generator: Generator, all: &[Results], ratios: &[Rati
             (Test::Tcp1.label(args), cells(|r| r.tcp1)),
             (Test::TcpN.label(args), cells(|r| r.tcpn)),
             (Test::Reverse.label(args), cells(|r| r.reverse)),
-            (format!("UDP {SMALL_UDP} B, received"), cells(|r| r.udp)),
+            (
+                format!("{}, received", Test::Udp.label(args)),
+                cells(|r| r.udp),
+            ),
         ]));
     }
     let counted = all
