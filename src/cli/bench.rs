@@ -640,15 +640,30 @@ fn cell<T>(m: &Measure<T>, f: impl Fn(&T) -> String) -> String {
     }
 }
 
-fn host_facts() -> (String, usize) {
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    (kernel, cpus)
+/// What the table's first line says about the host.
+struct HostFacts {
+    kernel: String,
+    cpus: usize,
+    /// The kernel's default TCP congestion control; the bench's namespaces inherit it, so
+    /// every implementation's TCP tests run with it (iperf3 and the built-in generator
+    /// alike). It matters on a contended host (docs/PERFORMANCE.md, "Congestion control").
+    tcp_congestion: Option<String>,
+}
+
+fn host_facts() -> HostFacts {
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    HostFacts {
+        kernel: read("/proc/sys/kernel/osrelease").unwrap_or_default(),
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        tcp_congestion: read("/proc/sys/net/ipv4/tcp_congestion_control"),
+    }
 }
 
 /// Rows of cells as text columns: the first left-aligned, the others right-aligned.
@@ -723,7 +738,7 @@ fn ratios(rounds: &[Vec<Results>], base: usize, against: &[usize]) -> Vec<Ratio>
 }
 
 fn table(args: &BenchArgs, generator: Generator, all: &[Results], ratios: &[Ratio]) -> String {
-    let (kernel, cpus) = host_facts();
+    let host = host_facts();
     let mut rows: Vec<(String, Vec<String>)> = vec![
         (String::new(), all.iter().map(|r| r.label.clone()).collect()),
         (
@@ -798,9 +813,12 @@ fn table(args: &BenchArgs, generator: Generator, all: &[Results], ratios: &[Rati
         );
     }
     let mut out = format!(
-        "\nedgewire bench: {} s per throughput test, {}, tunnel MTU {MTU}, Linux {kernel}, {cpus} CPU(s){rounds}\n\n",
+        "\nedgewire bench: {} s per throughput test, {}, tunnel MTU {MTU}, Linux {}, {} CPU(s), TCP congestion control {}{rounds}\n\n",
         args.duration,
-        generator.name()
+        generator.name(),
+        host.kernel,
+        host.cpus,
+        host.tcp_congestion.as_deref().unwrap_or("unknown"),
     );
     out.push_str(&grid(&rows));
     if let Some(first) = ratios.first() {
@@ -922,7 +940,7 @@ fn json_measure<T>(m: &Measure<T>, f: impl Fn(&T) -> Value) -> Value {
 }
 
 fn to_json(args: &BenchArgs, generator: Generator, all: &[Results], ratios: &[Ratio]) -> Value {
-    let (kernel, cpus) = host_facts();
+    let host = host_facts();
     let results: Vec<Value> = all
         .iter()
         .filter(|r| !r.is_floor())
@@ -985,8 +1003,9 @@ fn to_json(args: &BenchArgs, generator: Generator, all: &[Results], ratios: &[Ra
         "udp_payload_bytes": SMALL_UDP,
         "mtu": MTU,
         "generator": generator.name(),
-        "kernel": kernel,
-        "cpus": cpus,
+        "kernel": host.kernel,
+        "cpus": host.cpus,
+        "tcp_congestion_control": host.tcp_congestion,
         "results": results,
         // Per-round ratios' medians (see `Ratio`); empty without edgewire or --impl.
         "ratios": ratios.iter().map(|r| json!({
@@ -1079,6 +1098,7 @@ mod tests {
     fn table_has_a_column_per_implementation_and_lists_failures() {
         let t = table(&args(), Generator::Builtin, &sample(), &[]);
         assert!(t.contains("edgewire") && t.contains("wireguard-go"), "{t}");
+        assert!(t.contains(", TCP congestion control "), "{t}");
         assert!(
             t.contains("5.50 Gbit/s")
                 && t.contains("320.0 kpps")
@@ -1138,6 +1158,11 @@ mod tests {
         assert_eq!(v["rtt_floor"]["error"], Value::Null);
         assert_eq!(r["host_steal_pct"], json!(12.25));
         assert_eq!(v["rtt_floor"]["host_steal_pct"], Value::Null);
+        // The host's own setting, as the namespaces inherit it: present wherever TCP is.
+        let cc = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+            .map(|s| json!(s.trim()))
+            .unwrap_or(Value::Null);
+        assert_eq!(v["tcp_congestion_control"], cc);
     }
 
     #[test]
