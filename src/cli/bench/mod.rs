@@ -5,8 +5,11 @@
 //!
 //! Progress goes to stderr while it runs; the table (or `--json`) to stdout at the end.
 //! Everything is created through a [`Session`], so it is removed on every path, Ctrl-C
-//! included. Running the tests is here; `retry.rs` runs one again while the host is busy,
-//! `rounds.rs` combines rounds and takes ratios, `report.rs` prints the table and the JSON.
+//! included.
+//!
+//! This file runs the measurements; `retry.rs` runs one again while the host is busy,
+//! `rounds.rs` combines the rounds and takes ratios, `report.rs` writes the table and the
+//! JSON.
 
 mod report;
 mod retry;
