@@ -144,6 +144,16 @@ impl Test {
 /// One measurement: not run, a value, or why it failed.
 type Measure<T> = Option<Result<T, String>>;
 
+/// A measurement's value, if it ran and succeeded.
+fn ok<T>(m: &Measure<T>) -> Option<&T> {
+    m.as_ref()?.as_ref().ok()
+}
+
+/// Why a measurement failed, if it ran and failed.
+fn err<T>(m: &Measure<T>) -> Option<&str> {
+    m.as_ref()?.as_ref().err().map(String::as_str)
+}
+
 /// Everything measured for one implementation.
 #[derive(Default)]
 struct Results {
@@ -174,9 +184,6 @@ impl Results {
 
     /// Every failure: the tunnel's, then each test's, in the order they run.
     fn failed(&self) -> impl Iterator<Item = Failure<'_>> {
-        fn err<T>(m: &Measure<T>) -> Option<&str> {
-            m.as_ref()?.as_ref().err().map(String::as_str)
-        }
         [
             ("tunnel", "tunnel", self.error.as_deref()),
             ("tcp_1", "TCP, 1 stream", err(&self.tcp1)),

@@ -7,7 +7,9 @@ use std::fmt::Write as _;
 use serde_json::{json, Value};
 
 use super::rounds::Ratio;
-use super::{BenchArgs, Measure, Results, Test, MTU, SMALL_UDP, STEAL_RETRIES, STEAL_WORTH_NAMING};
+use super::{
+    ok, BenchArgs, Measure, Results, Test, MTU, SMALL_UDP, STEAL_RETRIES, STEAL_WORTH_NAMING,
+};
 use crate::cli::traffic::{Generator, PingStats, UdpRate};
 
 /// The table: one column per implementation (the RTT floor last), one row per figure and
@@ -135,7 +137,7 @@ pub(super) fn table(
     }
     let counted = all
         .iter()
-        .any(|r| matches!(&r.udp, Some(Ok(u)) if u.carried_pps.is_some()));
+        .any(|r| ok(&r.udp).is_some_and(|u| u.carried_pps.is_some()));
     if counted {
         out.push_str(
             "\ncarried: datagrams the tunnel delivered into the receiving namespace (an nftables \
@@ -305,11 +307,9 @@ fn cell<T>(m: &Measure<T>, f: impl Fn(&T) -> String) -> String {
     }
 }
 
+/// A measurement's value as JSON; `null` when it did not run or failed.
 fn json_measure<T>(m: &Measure<T>, f: impl Fn(&T) -> Value) -> Value {
-    match m {
-        Some(Ok(v)) => f(v),
-        _ => Value::Null,
-    }
+    ok(m).map_or(Value::Null, f)
 }
 
 /// A bit rate as the table and the demo show it.

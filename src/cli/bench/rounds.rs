@@ -2,12 +2,7 @@
 //! ratios to the other implementations taken round by round (where the two ran back to
 //! back) before their median.
 
-use super::{Measure, Results};
-
-/// A measurement's value, if it ran and succeeded.
-pub(super) fn ok<T>(m: &Measure<T>) -> Option<&T> {
-    m.as_ref()?.as_ref().ok()
-}
+use super::{ok, Measure, Results};
 
 /// One implementation's rounds as one result: each figure's median, the highest ping max,
 /// and any failure (a tunnel or test that failed in one round counts as failed).
