@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::rounds::Ratio;
 use super::{
-    ok, BenchArgs, Measure, Results, Test, MTU, SMALL_UDP, STEAL_RETRIES, STEAL_WORTH_NAMING,
+    err, ok, BenchArgs, Measure, Results, Test, MTU, SMALL_UDP, STEAL_RETRIES, STEAL_WORTH_NAMING,
 };
 use crate::cli::traffic::{Generator, PingStats, UdpRate};
 
@@ -242,7 +242,7 @@ pub(super) fn to_json(
             "min_ms": json_measure(&f.rtt, |p| json!(p.min_ms)),
             "probes_sent": json_measure(&f.rtt, |p| json!(p.transmitted)),
             "probes_answered": json_measure(&f.rtt, |p| json!(p.received)),
-            "error": f.rtt.as_ref().and_then(|m| m.as_ref().err().cloned()),
+            "error": err(&f.rtt),
             "host_steal_pct": f.steal_pct,
         })),
     })
