@@ -66,6 +66,14 @@ fn sample() -> Vec<Results> {
     ]
 }
 
+/// The table's first line that starts with `name` ("" if none).
+fn row<'t>(table: &'t str, name: &str) -> &'t str {
+    table
+        .lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_default()
+}
+
 #[test]
 fn table_has_a_column_per_implementation_and_lists_failures() {
     let t = table(&args(), Generator::Builtin, &sample(), &[]);
@@ -85,19 +93,13 @@ fn table_has_a_column_per_implementation_and_lists_failures() {
         "{t}"
     );
     assert!(t.contains("wireguard-go / tunnel: no reply"), "{t}");
-    let avg = t
-        .lines()
-        .find(|l| l.starts_with("ping RTT avg"))
-        .unwrap_or_default();
+    let avg = row(&t, "ping RTT avg");
     assert!(
         avg.ends_with("0.055 ms"),
         "the floor is the last column: {t}"
     );
     assert!(t.contains("relay floor: the same pings"), "{t}");
-    let steal = t
-        .lines()
-        .find(|l| l.starts_with("host steal"))
-        .unwrap_or_default();
+    let steal = row(&t, "host steal");
     assert!(
         steal.contains("12.2 %") && steal.ends_with('-'),
         "steal where measured: {t}"
